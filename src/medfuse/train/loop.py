@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medfuse.core import progress
 from medfuse.core.errors import ConfigError
+from medfuse.models.inference import to_device
 from medfuse.train.config import LoopConfig, OptimConfig, ScheduleConfig
 from medfuse.train.distributed import DistInfo, EpochSampler, all_reduce_mean, barrier
 from medfuse.train.state import Position, latest_checkpoint, load_train_state, model_state, save_train_state
@@ -64,18 +65,27 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
-    """Move every tensor of a (nested) batch to ``device``; other values are left alone."""
-    if torch.is_tensor(batch):
-        nb = device.type == "cuda"
-        if channels_last and batch.ndim == 4 and batch.is_floating_point():
-            return batch.to(device, non_blocking=nb, memory_format=torch.channels_last)
-        return batch.to(device, non_blocking=nb)
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
-    if isinstance(batch, tuple):
-        return tuple(to_device(v, device, channels_last) for v in batch)
-    return batch
+class SeededSamples(Dataset):
+    """Wraps a data set so each sample's random draws (augmentation) depend only on (seed, epoch, index).
+
+    Per-sample augmentation then does not depend on worker count, order, or where a resumed run started,
+    which is what makes ``--resume`` bit-identical. Torch's global generator is forked, so the draws made
+    here never disturb the model's own random state (dropout).
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+        self.collate_fn = getattr(dataset, "collate_fn", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index))
+            return self.dataset[index]
 
 
 def build_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -183,6 +193,8 @@ def fit(
     if not named:
         raise ConfigError("nothing to train: every parameter is frozen")
     opt = build_optimizer(named, optim, device)
+    train_data = SeededSamples(train_data, seed)
+    collate_fn = collate_fn or train_data.collate_fn
     sampler = EpochSampler(len(train_data), shuffle=True, seed=seed, rank=info.rank, world_size=info.world_size)
     micro_per_epoch = math.ceil(len(sampler) / loop.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / loop.grad_accum)
@@ -226,12 +238,14 @@ def fit(
     val_loader = None
     if val_data is not None and info.is_main:
         val_loader = DataLoader(val_data, batch_size=loop.eval_batch_size or loop.batch_size, shuffle=False,
-                                num_workers=loop.num_workers, collate_fn=collate_fn)
+                                num_workers=loop.num_workers,
+                                collate_fn=getattr(val_data, "collate_fn", None) or collate_fn)
 
     with progress.task(f"train {task.name}", total=total_steps) as bar:
         bar.update(pos.step)
         while pos.step < total_steps and pos.epoch < epochs:
             sampler.set_epoch(pos.epoch, skip=pos.batch_in_epoch * loop.batch_size)
+            train_data.epoch = pos.epoch
             g = torch.Generator()
             g.manual_seed(seed * 1000003 + pos.epoch)
             loader = DataLoader(train_data, batch_size=loop.batch_size, sampler=sampler, num_workers=loop.num_workers,
@@ -249,6 +263,11 @@ def fit(
                         break
                 if not batches:
                     break
+                drawn = len(batches)
+                batches = [b for b in batches if _batch_size(b) > 0]  # every sample of a batch failed to load
+                if not batches:
+                    pos.batch_in_epoch += drawn
+                    continue
                 for i, batch in enumerate(batches):
                     batch = to_device(batch, device, loop.channels_last)
                     sync = i == len(batches) - 1 or not info.enabled
@@ -262,7 +281,7 @@ def fit(
                     bs = _batch_size(batch)
                     samples += bs
                     samples_log += bs
-                micro += len(batches)
+                micro += drawn
                 if scaler.is_enabled():
                     scaler.unscale_(opt)
                 if loop.clip_grad_norm:
@@ -277,7 +296,7 @@ def fit(
                 if ema is not None:
                     ema.update_parameters(module)
                 pos.step += 1
-                pos.batch_in_epoch += len(batches)
+                pos.batch_in_epoch += drawn
                 bar.update(1)
                 if pos.step % loop.log_every == 0 or pos.step == total_steps:
                     loss_mean = all_reduce_mean(running / max(running_n, 1), info).item()
@@ -340,6 +359,8 @@ def fit(
 
 def _batch_size(batch: Any) -> int:
     if isinstance(batch, Mapping):
+        if "index" in batch:
+            return len(batch["index"])
         for v in batch.values():
             if torch.is_tensor(v) and v.ndim > 0:
                 return int(v.shape[0])

@@ -1,0 +1,129 @@
+"""Training tasks: what the loss on a batch is and how validation is scored, per kind of model.
+
+A task never owns the loop; :func:`medfuse.train.loop.fit` calls ``task.loss`` and ``task.validate``.
+The trained object is a :class:`TaskModule` (the model plus its criterion, so learnable loss parameters
+such as uncertainty weights are optimised and checkpointed with it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from medfuse.core.errors import ConfigError
+from medfuse.core.registry import Registry
+from medfuse.models.inference import embed_pairs, predict, text_groups, unwrap
+from medfuse.objectives import LossOutput, build_loss, clip_loss, siglip_loss
+
+TASKS: Registry = Registry("training task")
+
+
+class TaskModule(nn.Module):
+    """The model being trained and the criterion whose parameters train with it."""
+
+    def __init__(self, model: nn.Module, criterion: nn.Module | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.criterion = criterion if criterion is not None else nn.Identity()
+
+
+def _criterion(module: nn.Module) -> nn.Module:
+    m = getattr(module, "_orig_mod", module)
+    m = getattr(m, "module", m)
+    return m.criterion
+
+
+@TASKS.register("classification")
+class ClassificationTask:
+    """Supervised diagnosis: encoders + fusion + head, cross-entropy (multi-class) or BCE (binary, multi-label)."""
+
+    name = "classification"
+
+    def __init__(self, label_task: str, label_names: list[str], loss: Mapping[str, Any] | None = None) -> None:
+        self.label_task = label_task
+        self.label_names = label_names
+        self.loss_cfg = dict(loss or {})
+
+    def criterion(self) -> nn.Module:
+        cfg = dict(self.loss_cfg)
+        default = {"multiclass": "cross_entropy", "binary": "bce", "multilabel": "bce", "regression": "mse"}[self.label_task]
+        name = cfg.pop("name", default)
+        return build_loss(name, **cfg)
+
+    def targets(self, batch: Mapping[str, Any], logits: Tensor) -> Tensor:
+        y = batch["labels"]
+        if self.label_task == "binary":
+            return y.float().reshape(logits.shape)
+        if self.label_task in ("multilabel", "regression"):
+            return y.float()
+        return y.long()
+
+    def loss(self, module: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
+        out = unwrap(module)(batch)
+        logits = out.logits
+        return _criterion(module)(logits.float(), self.targets(batch, logits))
+
+    def validate(self, module: nn.Module, loader: Any) -> dict[str, float]:
+        from medfuse.evaluate.metrics import classification_metrics
+        from medfuse.evaluate.metrics.calibration import expected_calibration_error
+
+        pred = predict(module, loader, self.label_task)
+        probs, labels = pred.probs, pred.labels
+        if self.label_task == "regression":
+            return {"mse": float(np.nanmean((probs - labels) ** 2))}
+        m = classification_metrics(labels, probs, task=self.label_task, labels=self.label_names)
+        out = {k: v for k, v in m.items() if "/" not in k}
+        out["ece"] = float(expected_calibration_error(labels, probs, task=self.label_task))
+        return {k: float(v) for k, v in out.items()}
+
+
+@TASKS.register("contrastive")
+class ContrastiveTask:
+    """CLIP/SigLIP alignment of a dual encoder on image-text pairs; validation is retrieval R@K and MRR."""
+
+    name = "contrastive"
+
+    def __init__(self, loss: Mapping[str, Any] | None = None) -> None:
+        cfg = dict(loss or {})
+        self.kind = cfg.pop("name", "clip")
+        if self.kind not in ("clip", "siglip"):
+            raise ConfigError(f"loss.name: contrastive training uses 'clip' or 'siglip', got '{self.kind}'")
+        self.label_smoothing = float(cfg.pop("label_smoothing", 0.0))
+        self.local_loss = bool(cfg.pop("local_loss", False))
+        self.max_logit_scale = float(cfg.pop("max_logit_scale", 100.0))
+        if cfg:
+            raise ConfigError(f"loss: unknown keys for contrastive training: {sorted(cfg)}; known: name, label_smoothing, local_loss, max_logit_scale")
+
+    def loss(self, module: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
+        model = module.model if isinstance(module, TaskModule) else module
+        out = model(batch)
+        img = F.normalize(out.image_embeds.float(), dim=-1)
+        txt = F.normalize(out.text_embeds.float(), dim=-1)
+        scale = out.logit_scale.float().exp().clamp(max=self.max_logit_scale)
+        dist_kw = {"local_loss": self.local_loss}
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            dist_kw["gather_with_grad"] = True
+        if self.kind == "clip":
+            res = clip_loss(img, txt, scale, label_smoothing=self.label_smoothing, **dist_kw)
+        else:
+            if out.logit_bias is None:
+                raise ConfigError("loss 'siglip' needs a dual encoder with a logit bias: set model.init_logit_bias (e.g. -10)")
+            res = siglip_loss(img, txt, scale, out.logit_bias.float(), **dist_kw)
+        res.parts["logit_scale"] = scale.detach()
+        return res
+
+    def validate(self, module: nn.Module, loader: Any) -> dict[str, float]:
+        from medfuse.evaluate.metrics import retrieval_metrics
+
+        emb = embed_pairs(module, loader)
+        groups = text_groups(emb.texts)
+        m = retrieval_metrics(emb.image, emb.text, groups, groups)
+        m["rsum"] = sum(v for k, v in m.items() if "_R@" in k)
+        return {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
+
