@@ -41,13 +41,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from medfuse.data import load_data_config, validate_manifest
+    from medfuse.data import default_quarantine_path, load_data_config, validate_manifest
 
     config = load_data_config(args.config, manifest=args.manifest, preset=args.preset) if (args.config or args.preset) else None
-    report = validate_manifest(
-        args.manifest, config, quarantine_path=args.quarantine, decode=not args.no_decode
-    )
+    quarantine = args.quarantine or default_quarantine_path(args.manifest, Path.cwd())
+    report = validate_manifest(args.manifest, config, quarantine_path=quarantine, decode=not args.no_decode)
     print(report.summary())
+    print(f"quarantine: {quarantine} ({report.quarantined} rows)")
     if args.json:
         _print_json(report.to_dict())
     return 0 if report.quarantined == 0 or not args.strict else 1
