@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -99,11 +100,14 @@ def cmd_deid(args: argparse.Namespace) -> int:
     if args.text:
         from medfuse.text.deid.runner import deidentify_text_file
 
-        audit = deidentify_text_file(Path(args.text), Path(args.out), mode=args.mode, seed=args.seed)
+        audit = deidentify_text_file(Path(args.text), Path(args.out), mode=args.mode, seed=args.seed,
+                                     text_columns=args.text_columns, id_column=args.id_column,
+                                     secret=os.environ.get("MEDFUSE_DEID_SECRET"))
     else:
         from medfuse.data.dicom_deid import deidentify_dicom_dir
 
-        audit = deidentify_dicom_dir(Path(args.dicom), Path(args.out), seed=args.seed)
+        audit = deidentify_dicom_dir(Path(args.dicom), Path(args.out), seed=args.seed, keep_private=args.keep_private,
+                                     secret=os.environ.get("MEDFUSE_DEID_SECRET"))
     print(audit.summary())
     return 0
 
@@ -226,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dicom", help="a folder of DICOM files")
     sp.add_argument("--out", required=True)
     sp.add_argument("--mode", choices=["placeholder", "surrogate"], default="placeholder")
+    sp.add_argument("--text-columns", nargs="+", help="manifest columns to clean (default: the text-like ones)")
+    sp.add_argument("--id-column", help="patient id column (keeps date shifts consistent per patient)")
+    sp.add_argument("--keep-private", action="store_true", help="DICOM: keep private tags")
     sp.add_argument("--seed", type=int, default=0)
 
     sp = add("export", cmd_export, "export towers and classifier to ONNX (optionally int8)")

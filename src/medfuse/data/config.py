@@ -292,6 +292,7 @@ def _deid_config(value: Any) -> Any:
         value = {"enabled": True}
     if not isinstance(value, Mapping):
         return value  # already a config object
+    value = {"enabled": True, **value}  # a deid section switches it on unless it says enabled: false
     try:
         from medfuse.text.deid.config import DeidConfig
     except ImportError:

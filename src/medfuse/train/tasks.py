@@ -127,3 +127,71 @@ class ContrastiveTask:
         m["rsum"] = sum(v for k, v in m.items() if "_R@" in k)
         return {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
 
+
+
+class _DistillCriterion(nn.Module):
+    """Hard-label loss, soft teacher targets, and an optional learned projection for embedding distillation."""
+
+    def __init__(self, hard: nn.Module, embed: nn.Module | None) -> None:
+        super().__init__()
+        self.hard = hard
+        self.embed = embed
+
+
+@TASKS.register("distillation")
+class DistillationTask(ClassificationTask):
+    """Knowledge distillation (Hinton et al. 2015) from a frozen teacher checkpoint into any registered model.
+
+    Multi-class: ``alpha * T^2 KL(teacher/T || student/T) + (1 - alpha) CE``. Binary and multi-label: the same mix
+    with per-label sigmoid soft targets at temperature T. With ``distill.embed_weight > 0`` the fused features are
+    also matched (cosine, through a learned projection when widths differ; Romero et al. 2015).
+    """
+
+    name = "distillation"
+
+    def __init__(self, recipe: Any, train: Any) -> None:
+        from medfuse.models import load_checkpoint
+
+        super().__init__(train.task, train.label_names or [], recipe.loss)
+        if not recipe.distill.teacher:
+            raise ConfigError("distill.teacher: name the teacher checkpoint directory for task 'distillation'")
+        loaded = load_checkpoint(recipe.distill.teacher)
+        if loaded.label_names and train.label_names and list(loaded.label_names) != list(train.label_names):
+            raise ConfigError(f"distill.teacher: its labels {loaded.label_names} differ from the data's {train.label_names}")
+        self.teacher = loaded.model.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.cfg = recipe.distill
+        self._student_dim = int(recipe.model.get("fusion", {}).get("dim", 0) or 0)
+        self._teacher_dim = int(getattr(loaded.config.fusion, "dim", 0) or 0)
+
+    def criterion(self) -> nn.Module:
+        embed = None
+        if self.cfg.embed_weight > 0:
+            embed = build_loss("distill_embed", student_dim=self._student_dim, teacher_dim=self._teacher_dim)
+        return _DistillCriterion(super().criterion(), embed)
+
+    def loss(self, module: nn.Module, batch: Mapping[str, Any]) -> LossOutput:
+        from medfuse.objectives import kd_logits_loss
+
+        student = unwrap(module)
+        crit = _criterion(module)
+        out = student(batch)
+        device = out.logits.device
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)
+        with torch.no_grad():
+            t_out = self.teacher(batch)
+        z_s, z_t = out.logits.float(), t_out.logits.float()
+        T, alpha = self.cfg.temperature, self.cfg.alpha
+        if self.label_task == "multiclass":
+            res = kd_logits_loss(z_s, z_t, batch["labels"].long(), temperature=T, alpha=alpha)
+        else:
+            soft_targets = torch.sigmoid(z_t / T)
+            soft = F.binary_cross_entropy_with_logits(z_s / T, soft_targets) * T * T
+            hard = crit.hard(z_s, self.targets(batch, z_s)).total
+            res = LossOutput(alpha * soft + (1 - alpha) * hard, {"soft": soft.detach(), "hard": hard.detach()})
+        if crit.embed is not None:
+            e = crit.embed(out.fused.float(), t_out.fused.float()).total
+            res = LossOutput(res.total + self.cfg.embed_weight * e, {**res.parts, "embed": e.detach()})
+        return res
