@@ -24,6 +24,8 @@ from medfuse.train.strategies import apply_strategy, has_lora, merge_lora
 
 log = logging.getLogger(__name__)
 
+MODEL_SUBDIR = "model"  # the final checkpoint inside a training folder: <out>/model/{model.safetensors,config.json}
+
 
 @dataclass
 class TrainResult:
@@ -217,7 +219,7 @@ def _save(model: nn.Module, recipe: Recipe, train: Any, out_dir: Path, extra: di
         metrics={k: float(v) for k, v in val_metrics.items()},
     )
     preprocessing = train.preprocessing()
-    save_checkpoint(out_dir, model, cfg, label_names=train.label_names if train.task != "regression" else None,
+    save_checkpoint(out_dir / MODEL_SUBDIR, model, cfg, label_names=train.label_names if train.task != "regression" else None,
                     preprocessing=preprocessing, card=card, extra=extra)
 
 
