@@ -98,8 +98,10 @@ def _init_from(model: nn.Module, recipe: Recipe) -> None:
     """Copy weights from ``init.checkpoint`` into ``model`` (prefixes renamed by ``init.map``)."""
     from safetensors.torch import load_file
 
+    from medfuse.models.checkpoint import checkpoint_dir
+
     path = Path(recipe.init.checkpoint or "")
-    file = path / "model.safetensors" if path.is_dir() else path
+    file = checkpoint_dir(path) / "model.safetensors" if path.is_dir() else path
     if not file.is_file():
         raise ConfigError(f"init.checkpoint: {path} has no model.safetensors")
     source = load_file(str(file))
@@ -201,7 +203,8 @@ def _finalise(task: Any, model: nn.Module, val: Any, recipe: Recipe, train: Any,
         logits = logits.reshape(-1)
     ok = (labels >= 0) if train.task != "multilabel" else torch.isfinite(labels).all(-1)
     if int(ok.sum()) >= 10:
-        extra["temperature"] = float(fit_temperature(logits[ok], labels[ok], multilabel=train.task == "multilabel"))
+        sigmoid = train.task in ("binary", "multilabel")  # binary logits are (N,): sigmoid scaling
+        extra["temperature"] = float(fit_temperature(logits[ok], labels[ok], multilabel=sigmoid))
     return extra
 
 
