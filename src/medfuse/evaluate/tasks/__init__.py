@@ -1,0 +1,48 @@
+"""Evaluation tasks: each maps (model, data, settings) to a :class:`~medfuse.evaluate.results.TaskResult`.
+
+Importing this package registers every task in :data:`EVAL_TASKS`: ``classification``, ``calibration``,
+``zero_shot``, ``retrieval``, ``linear_probe``, ``few_shot``, ``vqa``, ``report_generation``,
+``robustness``, ``efficiency``, ``fairness`` and ``modality_comparison``.
+"""
+
+from medfuse.evaluate.tasks import (
+    classification,
+    efficiency,
+    fairness,
+    modality,
+    probe,
+    report_generation,
+    retrieval,
+    robustness,
+    vqa,
+    zero_shot,
+)
+from medfuse.evaluate.tasks.base import (
+    EVAL_TASKS,
+    EvalConfig,
+    EvalContext,
+    TaskSkipped,
+    model_kind,
+    run_task,
+)
+from medfuse.evaluate.tasks.zero_shot import PromptSet
+
+__all__ = [
+    "EVAL_TASKS",
+    "EvalConfig",
+    "EvalContext",
+    "PromptSet",
+    "TaskSkipped",
+    "classification",
+    "efficiency",
+    "fairness",
+    "model_kind",
+    "modality",
+    "probe",
+    "report_generation",
+    "retrieval",
+    "robustness",
+    "run_task",
+    "vqa",
+    "zero_shot",
+]
