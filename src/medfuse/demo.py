@@ -105,7 +105,9 @@ def run_demo(out_dir: Path, *, n: int = 600, seed: int = 0, image_size: int = 64
     t = time.perf_counter()
     result = evaluate_checkpoint(
         checkpoints["fused"], synth.manifest_path, split="test", out=out_dir / "evaluation", seed=seed,
-        overrides=[], config={"compare": {k: str(v) for k, v in checkpoints.items() if k != "fused"}},
+        config={"n_resamples": 300, "options": {
+            "modality_comparison": {"checkpoints": {k: str(v) for k, v in checkpoints.items() if k != "fused"}},
+            "robustness": {"max_rows": 64}}},
     )
     seconds["evaluate"] = time.perf_counter() - t
     comparison = _comparison(result.results)

@@ -30,7 +30,7 @@ from medfuse.models import LoadedCheckpoint
 log = logging.getLogger(__name__)
 
 DEFAULT_TASKS: dict[str, tuple[str, ...]] = {
-    "diagnosis": ("classification", "fairness", "robustness", "efficiency", "modality_comparison"),
+    "diagnosis": ("classification", "fairness", "robustness", "efficiency", "modality_comparison", "interpretability"),
     "dual_encoder": ("retrieval", "zero_shot", "efficiency"),
     "vqa": ("vqa",),
 }

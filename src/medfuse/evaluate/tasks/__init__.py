@@ -9,6 +9,7 @@ from medfuse.evaluate.tasks import (
     classification,
     efficiency,
     fairness,
+    interpret,
     modality,
     probe,
     report_generation,
