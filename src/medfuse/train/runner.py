@@ -182,6 +182,9 @@ def train_from_config(config: str | Path | Recipe, out_dir: Path, *, overrides: 
         if has_lora(inner) and recipe.strategy.merge_lora_on_save:
             inner = merge_lora(inner)
         _save(inner, recipe, train, out_dir, extra, val_metrics)
+        for cb in callbacks:
+            if hasattr(cb, "on_checkpoint_saved"):
+                cb.on_checkpoint_saved(out_dir / MODEL_SUBDIR)
     log.info("training took %.1fs", time.perf_counter() - t0)
     return TrainResult(out_dir, fit_result, data_counts, report.kind, report.trainable, report.total, val_metrics)
 
