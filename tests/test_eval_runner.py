@@ -39,7 +39,8 @@ def test_diagnosis_run_writes_results_in_the_design_schema(diagnosis_run) -> Non
     doc = read_results(root / "eval")  # checks the schema
     assert doc == json.loads((root / "eval" / "results.json").read_text())
     assert doc["task"] == "classification" and doc["split"] == "test" and doc["n"] == 19 and doc["seed"] == 0
-    assert set(doc["tasks"]) == {"classification", "fairness", "robustness", "efficiency", "modality_comparison"}
+    assert set(doc["tasks"]) == {"classification", "fairness", "robustness", "efficiency", "modality_comparison",
+                                 "interpretability"}
     assert not [n for n, t in doc["tasks"].items() if "error" in t or "skipped" in t]
     for name in ("accuracy", "balanced_accuracy", "auroc", "auprc", "f1_macro", "ece", "brier"):
         assert name in doc["metrics"], name
