@@ -105,7 +105,9 @@ class ContrastiveTask:
         out = model(batch)
         img = F.normalize(out.image_embeds.float(), dim=-1)
         txt = F.normalize(out.text_embeds.float(), dim=-1)
-        scale = out.logit_scale.float().exp().clamp(max=self.max_logit_scale)
+        # DualEncoderOutput.logit_scale is already exp(s) (capped by the model): exponentiating it again
+        # pinned the scale at the cap and left the temperature without a gradient
+        scale = out.logit_scale.float().clamp(max=self.max_logit_scale)
         dist_kw = {"local_loss": self.local_loss}
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             dist_kw["gather_with_grad"] = True
