@@ -1,0 +1,359 @@
+"""The HTTP service: versioned JSON endpoints, dynamic batching, limits, API keys and the clinician page.
+
+Endpoints: ``POST /v1/classify`` (batched), ``/v1/embed``, ``/v1/retrieve``, ``/v1/answer``, ``/v1/report``;
+``GET /v1/info``, ``/v1/stats``, ``/healthz``, ``/readyz``; the web page at ``/``; OpenAPI at ``/docs``.
+Every refusal is ``{"error": {"code", "message", "field"}}`` with a 4xx status; an unexpected failure is
+a 500 of the same shape without internals. Request bodies are never logged.
+
+Annotations are evaluated (no ``from __future__ import annotations``): FastAPI reads the route
+functions' parameter types, imported inside :func:`create_app` because FastAPI is optional.
+"""
+
+import asyncio
+import hmac
+import logging
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from medfuse.core import require
+from medfuse.serve.batching import MicroBatcher
+from medfuse.serve.config import ServeConfig
+from medfuse.serve.engine import ModelInput, ModelService
+from medfuse.serve.errors import ApiError, error_body
+from medfuse.serve.inputs import Form, decode_upload, parse_vitals, read_form
+
+log = logging.getLogger("medfuse.serve")
+
+STATIC = Path(__file__).parent / "static"
+T = TypeVar("T")
+
+
+class ServiceState:
+    """What the app holds between requests: the model service, index, batcher and counters."""
+
+    def __init__(self, cfg: ServeConfig) -> None:
+        self.cfg = cfg
+        self.service: ModelService | None = None
+        self.index: Any = None
+        self.batcher: MicroBatcher[ModelInput, dict[str, Any]] | None = None
+        self.executor: ThreadPoolExecutor | None = None
+        self.responses: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.latency: dict[str, deque[float]] = {}
+
+    def ready_service(self) -> ModelService:
+        if self.service is None:
+            raise ApiError("not_ready", "the model is still loading; retry shortly")
+        return self.service
+
+    async def run_model(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the model thread (never alongside a batch), within the request timeout."""
+        if self.executor is None:
+            raise ApiError("not_ready", "the model is still loading; retry shortly")
+        future = asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        try:
+            return await asyncio.wait_for(future, self.cfg.request_timeout_s)
+        except TimeoutError:
+            raise ApiError("timeout", f"no answer within {self.cfg.request_timeout_s:g}s; retry later") from None
+
+    def percentiles(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for path, values in self.latency.items():
+            if values:
+                data = np.asarray(values)
+                out[path] = {f"p{q}": round(float(np.percentile(data, q)), 2) for q in (50, 95, 99)}
+        return out
+
+
+def _form_schema(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties, "required": list(required)}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+IMAGE_FIELD = {"type": "string", "format": "binary", "description": "PNG, JPEG or DICOM file"}
+TEXT_FIELD = {"type": "string", "description": "clinical text (the report)"}
+VITALS_FIELD = {"type": "string", "description": 'JSON object of vital name -> number, e.g. {"heart_rate": 96}'}
+
+
+async def _model_input(state: ServiceState, form: Form, *, text_field: str = "text") -> tuple[ModelInput, dict[str, Any]]:
+    """Return the request's prepared inputs and what to echo about them (decoding off the event loop)."""
+    service, cfg = state.ready_service(), state.cfg
+    if "image" in form.fields:
+        raise ApiError("invalid_field", "'image' must be a file upload", "image")
+    reads = service.reads()
+    text = form.text(text_field, cfg.max_text_chars)
+    if text and not reads["text"] and text_field == "text":
+        raise ApiError("unsupported_input", "this model reads no text", text_field)
+    vitals = parse_vitals(form.fields.get("vitals"), service.vitals_names)
+    upload = form.files.get("image")
+    echo: dict[str, Any] = {"image": upload is not None, "text": bool(text), "format": None, "dicom": None,
+                            "vitals": [] if vitals is None else
+                            [n for n, v in zip(service.vitals_names, vitals) if np.isfinite(v)]}
+    if upload is None:
+        return ModelInput(text=text, vitals=vitals), echo
+    if not reads["image"]:
+        raise ApiError("unsupported_input", "this model reads no image", "image")
+    dc = service.config
+
+    def decode() -> ModelInput:
+        decoded = decode_upload(upload, channels=dc.channels, window=dc.window, frame=dc.frame, max_pixels=cfg.max_pixels)
+        echo.update(format=decoded.format, dicom=decoded.dicom)
+        return ModelInput(image=service.embedder.prepare(decoded.pixels), pixels=decoded.pixels, text=text, vitals=vitals)
+
+    return await asyncio.get_running_loop().run_in_executor(None, decode), echo
+
+
+def create_app(cfg: ServeConfig) -> Any:
+    """Return the FastAPI app serving ``cfg.checkpoint`` (loaded once at start-up, on the GPU when present)."""
+    require("fastapi", extra="serve", purpose="serving models over HTTP")
+    from fastapi import APIRouter, Depends, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.security import APIKeyHeader
+    from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from medfuse.serve import schemas as s
+
+    state = ServiceState(cfg)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medfuse-model")
+        loop = asyncio.get_running_loop()
+        try:
+            state.service = await loop.run_in_executor(state.executor, ModelService, cfg)
+            if cfg.index is not None:
+                from medfuse.serve.retrieval import CaseIndex
+
+                index_dir = Path(cfg.index)
+                state.index = await loop.run_in_executor(
+                    state.executor, lambda: CaseIndex(index_dir, state.ready_service(), redact=cfg.redact_texts))
+        except Exception:
+            state.executor.shutdown(wait=False)
+            raise
+        state.batcher = MicroBatcher(state.service.classify_batch, state.executor, max_batch=cfg.max_batch,
+                                     max_wait_ms=cfg.max_wait_ms, max_queue=cfg.max_queue)
+        state.batcher.start()
+        log.info("serving a %s model on %s", state.service.kind, state.service.device)
+        yield
+        await state.batcher.stop()
+        state.executor.shutdown(wait=False)
+
+    app = FastAPI(title="medfuse", version="1", lifespan=lifespan,
+                  description="Multimodal medical models: classify, embed, retrieve, answer, draft reports. "
+                              "Research use; not a medical device.")
+    app.state.medfuse = state
+
+    def reply(status: int, body: dict[str, Any], request: Request) -> JSONResponse:
+        state.errors[body["error"]["code"]] += 1
+        headers = {"X-Request-ID": getattr(request.state, "request_id", "")}
+        if status == 401:
+            headers["WWW-Authenticate"] = "ApiKey"
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return reply(exc.status, exc.body(), request)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = (exc.errors() or [{}])[0]
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return reply(422, error_body("invalid_field", str(first.get("msg", "invalid request")), where), request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        return reply(exc.status_code, error_body(code, str(exc.detail)), request)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        request.state.request_id = uuid.uuid4().hex[:16]
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # the client sees no internals; the server log keeps the trace
+            log.exception("internal error (%s) in %s %s, request %s", type(exc).__name__, request.method,
+                          request.url.path, request.state.request_id)
+            response = reply(500, error_body("internal_error", "unexpected server error; the server log has "
+                                             f"the details (request {request.state.request_id})"), request)
+        elapsed = (time.perf_counter() - started) * 1000
+        state.responses[str(response.status_code)] += 1
+        if request.url.path.startswith("/v1/"):
+            state.latency.setdefault(request.url.path, deque(maxlen=2000)).append(elapsed)
+        response.headers["X-Request-ID"] = request.state.request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if request.url.path.startswith("/v1/"):
+            response.headers["Cache-Control"] = "no-store"  # answers about patients are not for caches
+        log.info("%s %s %d %.1fms id=%s", request.method, request.url.path, response.status_code, elapsed,
+                 request.state.request_id)
+        return response
+
+    key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required when the server has a key")
+
+    async def check_key(key: str | None = Depends(key_header)) -> None:
+        if cfg.api_key is None:
+            return
+        if key is None or not hmac.compare_digest(key.encode(), str(cfg.api_key).encode()):
+            raise ApiError("unauthorized", "missing or wrong API key: send it in the X-API-Key header")
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_key)], responses=s.ERROR_RESPONSES)
+
+    async def form_of(request: Request, allowed: tuple[str, ...], files: tuple[str, ...] = ("image",)) -> Form:
+        return await read_form(request, max_bytes=cfg.max_upload_bytes, allowed=allowed, files=files)
+
+    def rid(request: Request) -> str:
+        return str(request.state.request_id)
+
+    @v1.get("/info", response_model=s.InfoResponse)
+    async def info() -> dict[str, Any]:
+        service = state.ready_service()
+        model = service.info()
+        index = state.index.info() if state.index is not None else None
+        endpoints = {
+            "classify": service.kind in ("diagnosis", "dual_encoder"),
+            "embed": True,
+            "retrieve": state.index is not None,
+            "answer": service.kind == "vqa" or service.generator is not None,
+            "report": service.generator is not None or (state.index is not None and state.index.has_texts
+                                                        and "image" in state.index.query_modalities()),
+        }
+        return {"model": model, "index": index, "endpoints": endpoints, "limits": cfg.public(),
+                "auth": cfg.api_key is not None}
+
+    @v1.get("/stats", response_model=s.StatsResponse)
+    async def stats() -> dict[str, Any]:
+        batcher = state.batcher
+        return {"batching": batcher.stats.to_dict() if batcher else {}, "responses": dict(state.responses),
+                "errors": dict(state.errors), "latency_ms": state.percentiles(), "pending": batcher.pending if batcher else 0}
+
+    @v1.post("/classify", response_model=s.ClassifyResponse, openapi_extra=_form_schema({
+        "image": IMAGE_FIELD, "text": TEXT_FIELD, "vitals": VITALS_FIELD,
+        "explain": {"type": "boolean", "description": "add a Grad-CAM overlay"},
+        "target": {"type": "string", "description": "label to explain (default: the top one)"},
+        "preview": {"type": "boolean", "description": "add the model's view of the image as PNG"}}))
+    async def classify(request: Request) -> dict[str, Any]:
+        form = await form_of(request, ("image", "text", "vitals", "explain", "target", "preview"))
+        service = state.ready_service()
+        if service.kind == "vqa":
+            raise ApiError("wrong_model", "this model answers questions: use /v1/answer")
+        explain, preview = form.flag("explain"), form.flag("preview")
+        target = form.text("target", 200)
+        if target is not None and target not in service.outputs:
+            raise ApiError("invalid_field", f"unknown label '{target}'; labels: {', '.join(service.outputs)}", "target")
+        item, echo = await _model_input(state, form)
+        if state.batcher is None:
+            raise ApiError("not_ready", "the model is still loading; retry shortly")
+        try:
+            result, size = await asyncio.wait_for(state.batcher.submit(item), cfg.request_timeout_s)
+        except TimeoutError:
+            raise ApiError("timeout", f"no answer within {cfg.request_timeout_s:g}s; retry later") from None
+        out = {"request_id": rid(request), "kind": service.kind, **result, "thresholds": service.thresholds,
+               "calibration": service.calibration(), "inputs": echo, "batch_size": size}
+        if explain:
+            out["explanation"] = await state.run_model(service.explain, item, target)
+        if preview and item.pixels is not None:
+            out["image_png"] = await state.run_model(service.preview, item.pixels)
+        return out
+
+    @v1.post("/embed", response_model=s.EmbedResponse, openapi_extra=_form_schema(
+        {"image": IMAGE_FIELD, "text": TEXT_FIELD, "vitals": VITALS_FIELD}))
+    async def embed(request: Request) -> dict[str, Any]:
+        item, _ = await _model_input(state, await form_of(request, ("image", "text", "vitals")))
+        out = await state.run_model(state.ready_service().embed, item)
+        return {"request_id": rid(request), "normalized": True, **out}
+
+    def need_index() -> Any:
+        if state.index is None:
+            raise ApiError("not_implemented", "no retrieval index is loaded; start the server with --index DIR")
+        return state.index
+
+    @v1.post("/retrieve", response_model=s.RetrieveResponse, openapi_extra=_form_schema({
+        "image": IMAGE_FIELD, "text": TEXT_FIELD, "k": {"type": "integer", "minimum": 1, "maximum": 50},
+        "thumbnails": {"type": "boolean"}}))
+    async def retrieve(request: Request) -> dict[str, Any]:
+        index = need_index()
+        form = await form_of(request, ("image", "text", "k", "thumbnails"))
+        k, thumbnails = form.integer("k", 5, 1, 50), form.flag("thumbnails")
+        item, _ = await _model_input(state, form)
+        if (item.image is None) == (not item.text):
+            raise ApiError("missing_field", "give exactly one of an image or a text to search with", "image")
+        hits = await state.run_model(lambda: index.search(item, k, thumbnails=thumbnails))
+        return {"request_id": rid(request), "query": "image" if item.image is not None else "text", "hits": hits}
+
+    @v1.post("/answer", response_model=s.AnswerResponse, openapi_extra=_form_schema(
+        {"image": IMAGE_FIELD, "question": {"type": "string"}}, ("question",)))
+    async def answer(request: Request) -> dict[str, Any]:
+        form = await form_of(request, ("image", "question"))
+        question = form.text("question", min(cfg.max_text_chars, 2000))
+        if not question:
+            raise ApiError("missing_field", "ask a question", "question")
+        service = state.ready_service()
+        if service.kind != "vqa" and service.generator is None:
+            raise ApiError("not_implemented", f"this {service.kind} model does not answer questions, and "
+                           f"{service.generator_reason}")
+        item, _ = await _model_input(state, form, text_field="question")
+        out = await state.run_model(service.answer, item, question)
+        return {"request_id": rid(request), "question": question, **out}
+
+    @v1.post("/report", response_model=s.ReportResponse, openapi_extra=_form_schema(
+        {"image": IMAGE_FIELD, "text": {"type": "string", "description": "clinical context (generator only)"},
+         "k": {"type": "integer", "minimum": 1, "maximum": 10}}, ("image",)))
+    async def report(request: Request) -> dict[str, Any]:
+        from medfuse.serve.config import GenerationRequest
+
+        form = await form_of(request, ("image", "text", "k"))
+        service = state.ready_service()
+        k = form.integer("k", 3, 1, 10)
+        if "image" not in form.files:
+            raise ApiError("missing_field", "upload the image to report on", "image")
+        if service.generator is not None:
+            context = form.text("text", cfg.max_text_chars) or ""
+            item, _ = await _model_input(state, Form(files=form.files))
+            text = await state.run_model(service.generator, GenerationRequest("report", item.pixels, context))
+            return {"request_id": rid(request), "method": "generator", "draft": str(text),
+                    "note": "Generated by a model: review, correct and complete it before any use."}
+        if state.index is None or not state.index.has_texts or "image" not in state.index.query_modalities():
+            raise ApiError("not_implemented", "report drafting needs a generative model (--generator) or an index of "
+                           f"cases with texts searchable by image (--index); {service.generator_reason}")
+        item, _ = await _model_input(state, Form(files=form.files))
+        out = await state.run_model(state.index.draft, item, k)
+        return {"request_id": rid(request), **out}
+
+    app.include_router(v1)
+
+    @app.get("/healthz", response_model=s.HealthResponse, tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=s.ReadyResponse, tags=["health"], responses={503: {"model": s.ReadyResponse}})
+    async def readyz() -> Any:
+        ready = state.service is not None and state.batcher is not None
+        body = {"ready": ready, "model_loaded": state.service is not None, "index_loaded": state.index is not None,
+                "batching": state.batcher.stats.to_dict() if state.batcher else {}}
+        return body if ready else JSONResponse(body, status_code=503)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app
+
+
+def run_server(cfg: ServeConfig) -> None:
+    """Serve ``cfg`` with uvicorn until interrupted (the CLI's ``medfuse serve``)."""
+    require("uvicorn", extra="serve", purpose="serving models over HTTP")
+    import uvicorn
+
+    uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level=cfg.log_level, access_log=False)
