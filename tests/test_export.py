@@ -163,6 +163,34 @@ def test_hugging_face_text_tower_and_tokenizer(tmp_path: Path) -> None:
                                expected, atol=1e-4)
 
 
+def test_attention_fusion_exports_through_torch_export(tmp_path: Path) -> None:
+    from medfuse.core.config import from_dict
+    from medfuse.models import ModelConfig, build_model, save_checkpoint
+    from tests.deploy_fixtures import TEXT
+
+    cfg = from_dict(ModelConfig, {"kind": "diagnosis", "fusion": {"type": "cross_attention", "dim": 16},
+                                  "head": {"type": "binary", "num_outputs": 1},
+                                  "encoders": {"text": TEXT, "vitals": {"type": "vitals_mlp",
+                                                                        "params": {"num_features": 3, "hidden": [8], "dim": 8}}}},
+                    where="model")
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    save_checkpoint(tmp_path / "xattn", model, cfg, extra={"data": {"text": "report", "vitals": ["a", "b", "c"], "label": "y"}})
+    report = export_checkpoint(tmp_path / "xattn", tmp_path / "onnx")
+    graph = report["graphs"]["model"]
+    assert (graph["exporter"], graph["opset"]) == ("dynamo", 18) and graph["max_abs_diff"] <= 1e-4
+    assert "classifier" not in report["graphs"]  # token fusions read tokens, not tower vectors
+    texts = ["right effusion", "no acute process at all today", "nodule"]
+    vitals = torch.tensor([[1.0, float("nan"), 0.5], [0.1, 0.2, 0.3], [float("nan")] * 3])
+    tokens = model.encoders["text"].tokenize(texts)
+    feeds = {"input_ids": tokens["input_ids"].numpy(), "attention_mask": tokens["attention_mask"].numpy(),
+             "vitals": vitals.numpy(), "text_present": np.array([True, False, True]), "vitals_present": np.array([True, True, False])}
+    with torch.no_grad():
+        expected = model({"text": texts, "vitals": vitals, "present": {"text": torch.tensor([True, False, True]),
+                                                                       "vitals": torch.tensor([True, True, False])}}).logits
+    np.testing.assert_allclose(_run(tmp_path / "onnx" / "model.onnx", feeds, ["logits"])[0], expected.numpy(), atol=1e-4)
+
+
 def test_refuses_unknown_formats(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown export format 'tflite'"):
         export_checkpoint(tmp_path, tmp_path / "out", fmt="tflite")

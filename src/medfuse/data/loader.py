@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.data
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -64,7 +65,9 @@ class Collate:
         if present:
             batch["present"] = present
         if "image" in first:
-            batch["image"] = torch.stack([s["image"] for s in kept])
+            # a batch sent as it is (uint8 for the device, or float) goes straight into shared memory
+            sent_as_is = self.defer or first["image"].dtype != torch.uint8
+            batch["image"] = _stack([s["image"] for s in kept], shared=sent_as_is)
             if not self.defer:
                 finish_images(batch, self.pipeline, self.generator)
         for key in _STRING_KEYS:
@@ -99,10 +102,23 @@ def finish_images(
     pipeline = pipeline or _default_pipeline(images.shape[1])
     images = pipeline.batch(images, generator)
     present = batch.get("present", {}).get("image")
-    if present is not None and not bool(present.all()):
+    if present is not None and present.device.type != "cpu":
+        images.mul_(present.to(images.dtype).view(-1, *([1] * (images.ndim - 1))))  # no host read on a GPU
+    elif present is not None and not bool(present.all()):
         images[~present.to(images.device)] = 0.0
     batch["image"] = images
     return batch
+
+
+def _stack(tensors: list[Tensor], shared: bool) -> Tensor:
+    """Return ``torch.stack(tensors)``; with ``shared`` inside a DataLoader worker, stacked into shared memory,
+    as ``default_collate`` does, so sending the batch to the main process copies nothing."""
+    out = None
+    if shared and torch.utils.data.get_worker_info() is not None:
+        first = tensors[0]
+        storage = first._typed_storage()._new_shared(first.numel() * len(tensors), device=first.device)
+        out = first.new(storage).resize_(len(tensors), *first.shape)
+    return torch.stack(tensors, 0, out=out)
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.data
 from torch import Tensor
 
 from medfuse.core.config import check_choice
@@ -111,18 +112,43 @@ class ImagePipeline:
         """Return a batch ``(B, C, S, S)`` (uint8, or float in [0, 1]) augmented (if set) and normalised.
 
         Works on any device (random parameters are drawn on the CPU); the input is never modified.
+        Greyscale stored as three equal planes (on the CPU) is augmented as one plane and expanded by the
+        normalisation, which gives the same values for a third of the work; in a DataLoader worker the
+        result is written straight into shared memory, so sending it to the main process copies nothing.
         """
-        if images.dtype == torch.uint8:
-            x = images.to(torch.float32).div_(255.0)
+        planes = images[:, :1] if _grey_as_rgb(images) else images
+        if planes.dtype == torch.uint8:
+            x = planes.to(torch.float32).div_(255.0)
         else:
-            x = images.to(torch.float32, copy=True)
+            x = planes.to(torch.float32, copy=True)
         if self.augment is not None and x.shape[0] > 0:
             x = augment_batch(x, self.augment, generator)
-        return x.sub_(self.mean.to(x.device)).div_(self.std.to(x.device))
+        # (x - mean) / std as one multiply-add that also writes the expanded channels
+        scale = self.std.to(x.device).reciprocal()
+        shift = -self.mean.to(x.device) * scale
+        return torch.addcmul(shift, x.expand(images.shape), scale, out=_output_buffer(x, tuple(images.shape)))
 
     def denormalize(self, images: Tensor) -> Tensor:
         """Return normalised images ``(B, C, H, W)`` back in [0, 1] (for display)."""
         return (images * self.std.to(images.device) + self.mean.to(images.device)).clamp_(0.0, 1.0)
+
+
+def _grey_as_rgb(images: Tensor) -> bool:
+    """True when a CPU batch ``(B, 3, H, W)`` holds greyscale as three equal planes (checked, cheaply, on the CPU)."""
+    if images.ndim != 4 or images.shape[1] != 3 or images.device.type != "cpu" or images.shape[0] == 0:
+        return False
+    return bool(torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 0], images[:, 2]))
+
+
+def _output_buffer(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Return where the normalised batch goes: ``x`` itself (a float32 buffer of ours) when it has ``shape``,
+    else a new float32 tensor; inside a DataLoader worker always new, in shared memory (as ``default_collate``)."""
+    if x.device.type == "cpu" and torch.utils.data.get_worker_info() is not None:
+        storage = torch.empty(0)._typed_storage()._new_shared(math.prod(shape), device=x.device)
+        return torch.empty(0).new(storage).view(shape)
+    if tuple(x.shape) == shape:
+        return x
+    return torch.empty(shape, dtype=torch.float32, device=x.device)
 
 
 def augment_batch(images: Tensor, augment: Augment, generator: torch.Generator | None = None) -> Tensor:
@@ -141,9 +167,9 @@ def augment_batch(images: Tensor, augment: Augment, generator: torch.Generator |
     # brightness b then contrast c around the image mean m: y = c * (b x - b m) + b m = (c b) x + (1 - c) b m
     gain = 1.0 + (2 * _rand(b, generator) - 1) * augment.brightness
     contrast = 1.0 + (2 * _rand(b, generator) - 1) * augment.contrast
-    mean = images.mean(dim=(1, 2, 3)).cpu()
+    mean = images.mean(dim=(1, 2, 3))  # stays on the images' device: no wait for it on a GPU
     scale = (contrast * gain).to(images.device).view(b, 1, 1, 1)
-    shift = ((1.0 - contrast) * gain * mean).to(images.device).view(b, 1, 1, 1)
+    shift = (((1.0 - contrast) * gain).to(images.device) * mean).view(b, 1, 1, 1)
     return images.mul_(scale).add_(shift).clamp_(0.0, 1.0)
 
 
@@ -180,14 +206,17 @@ def random_affine(n: int, augment: Augment, generator: torch.Generator | None = 
 def affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
     """Return the sampling grid ``(B, H, W, 2)`` of ``theta`` ``(B, 2, 3)``, as ``F.affine_grid(align_corners=False)``.
 
-    Written out per coordinate, which is faster than ``F.affine_grid`` on CPU for 2-D grids.
+    Each coordinate is a column term ``(B, 1, W)`` plus a row term ``(B, H, 1)``, added once into the grid
+    (on ``theta``'s device): on a CPU an order of magnitude faster than ``F.affine_grid``'s batched product.
     """
-    xs = ((torch.arange(width, dtype=theta.dtype) * 2 + 1) / width - 1).view(1, 1, width)
-    ys = ((torch.arange(height, dtype=theta.dtype) * 2 + 1) / height - 1).view(1, height, 1)
-    t = theta.view(-1, 2, 3, 1, 1)
-    gx = t[:, 0, 0] * xs + t[:, 0, 1] * ys + t[:, 0, 2]
-    gy = t[:, 1, 0] * xs + t[:, 1, 1] * ys + t[:, 1, 2]
-    return torch.stack([gx, gy], dim=-1)
+    xs = (torch.arange(width, dtype=theta.dtype, device=theta.device) * 2 + 1) / width - 1
+    ys = (torch.arange(height, dtype=theta.dtype, device=theta.device) * 2 + 1) / height - 1
+    grid = torch.empty(theta.shape[0], height, width, 2, dtype=theta.dtype, device=theta.device)
+    for axis in range(2):
+        columns = theta[:, axis, 0, None, None] * xs.view(1, 1, width)
+        rows = theta[:, axis, 1, None, None] * ys.view(1, height, 1) + theta[:, axis, 2, None, None]
+        torch.add(columns, rows, out=grid[..., axis])
+    return grid
 
 
 def _rand(n: int, generator: torch.Generator | None) -> Tensor:

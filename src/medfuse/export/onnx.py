@@ -33,6 +33,7 @@ from medfuse.core.errors import ConfigError
 log = logging.getLogger(__name__)
 
 OPSET = 17
+DYNAMO_OPSET = 18  # the torch.export-based exporter starts at opset 18
 TOLERANCE = 1e-4
 TEXT_TYPES = ("transformer_text", "hf_text")
 
@@ -64,6 +65,11 @@ class Graph:
     inputs: dict[str, Tensor]
     outputs: list[str]
     token_inputs: list[str] = field(default_factory=list)
+    exporter: str = "torchscript"
+
+    @property
+    def opset(self) -> int:
+        return DYNAMO_OPSET if self.exporter == "dynamo" else OPSET
 
 
 def roles(ckpt: Any) -> list[Role]:
@@ -139,6 +145,41 @@ class DiagnosisGraph(nn.Module):
         return out.logits, out.fused
 
 
+class TokenDiagnosisGraph(DiagnosisGraph):
+    """:class:`DiagnosisGraph` for token-level fusions, for the ``torch.export`` exporter.
+
+    ``DiagnosisModel`` skips an encoder when no sample of the batch has its input, a branch on data that
+    ``torch.export`` cannot trace; every input is given here, so every encoder runs, and absent samples'
+    tokens are zeroed exactly as ``DiagnosisModel.forward`` zeroes them.
+    """
+
+    def forward(self, *tensors: Tensor) -> tuple[Tensor, Tensor]:
+        values: dict[str, Any] = {}
+        present: dict[str, Tensor] = {}
+        position = 0
+        for role in self.roles:
+            if role.kind == "text":
+                values[role.encoder] = {"input_ids": tensors[position], "attention_mask": tensors[position + 1]}
+                position += 2
+            else:
+                values[role.encoder] = tensors[position]
+                position += 1
+        for role in self.roles:
+            present[role.encoder] = tensors[position].bool()
+            position += 1
+        tokens: dict[str, Tensor] = {}
+        token_masks: dict[str, Tensor] = {}
+        for role in self.roles:
+            out = self.model.encoders[role.encoder](values[role.encoder])
+            seq = out.tokens if out.tokens is not None else out.pooled.unsqueeze(1)
+            keep = present[role.encoder].view(-1, 1, 1)
+            tokens[role.encoder] = torch.where(keep, seq, torch.zeros((), dtype=seq.dtype))
+            if out.token_mask is not None:
+                token_masks[role.encoder] = out.token_mask
+        fused = self.model.fusion(tokens, present, token_masks=token_masks)
+        return self.model.head(fused), fused
+
+
 class ClassifierGraph(nn.Module):
     """Fusion + head of a diagnosis model over tower features, raw vector inputs and presence masks."""
 
@@ -202,7 +243,12 @@ def graphs_for(ckpt: Any, batch: int = 2) -> list[Graph]:
     present[first][-1] = False  # one sample without its first input
     tokens = [n for r in model_roles if r.kind == "text" for n in r.names]
     inputs = {k: v for r in model_roles for k, v in examples[r.encoder].items()} | present
-    out.insert(0, Graph("model", DiagnosisGraph(model, model_roles), inputs, ["logits", "fused"], tokens))
+    if getattr(model, "uses_tokens", False):
+        # attention over tokens does not trace with dynamic shapes in the TorchScript exporter
+        out.insert(0, Graph("model", TokenDiagnosisGraph(model, model_roles), inputs, ["logits", "fused"], tokens,
+                            exporter="dynamo"))
+    else:
+        out.insert(0, Graph("model", DiagnosisGraph(model, model_roles), inputs, ["logits", "fused"], tokens))
     if not getattr(model, "uses_tokens", False):
         with torch.no_grad():
             feats = {}
@@ -220,12 +266,16 @@ def graphs_for(ckpt: Any, batch: int = 2) -> list[Graph]:
 
 
 def export_graph(graph: Graph, path: Path) -> None:
-    """Write ``graph`` to ``path`` as ONNX (opset 17) with dynamic batch (and sequence) axes."""
+    """Write ``graph`` to ``path`` as ONNX (opset 17, or 18 for ``torch.export``) with dynamic batch (and
+    sequence) axes."""
     require("onnx", extra="onnx", purpose="ONNX export")
     axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in [*graph.inputs, *graph.outputs]}
     for name in graph.token_inputs:
         axes[name] = {0: "batch", 1: "sequence"}
     path.parent.mkdir(parents=True, exist_ok=True)
+    if graph.exporter == "dynamo":
+        _export_dynamo(graph, path)
+        return
     with warnings.catch_warnings():
         # the tracer warns about Python branches on shapes and presence; they are decided the same way for
         # every input the graph accepts (all inputs given, masks applied with torch.where)
@@ -234,6 +284,21 @@ def export_graph(graph: Graph, path: Path) -> None:
         torch.onnx.export(graph.module.eval(), tuple(graph.inputs.values()), str(path), input_names=list(graph.inputs),
                           output_names=graph.outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
+
+
+def _export_dynamo(graph: Graph, path: Path) -> None:
+    from torch.export import Dim
+
+    require("onnxscript", extra="onnx", purpose="ONNX export of attention fusions")
+    batch, sequence = Dim("batch", min=1, max=4096), Dim("sequence", min=2, max=4096)
+    # one spec per positional input (the graphs take ``*tensors``), in input order
+    shapes = tuple({0: batch, 1: sequence} if name in graph.token_inputs else {0: batch} for name in graph.inputs)
+    with warnings.catch_warnings():
+        # torch.export notes that axes sharing a name are merged (wanted: one batch axis across inputs)
+        warnings.filterwarnings("ignore", "# The axis name", UserWarning)
+        torch.onnx.export(graph.module.eval(), tuple(graph.inputs.values()), str(path), input_names=list(graph.inputs),
+                          output_names=graph.outputs, dynamic_shapes=(shapes,), opset_version=DYNAMO_OPSET, dynamo=True,
+                          verbose=False, external_data=False)
 
 
 def session(path: Path, threads: int | None = None) -> Any:

@@ -76,7 +76,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx"
         export_graph(graph, path)
         checks = [resized_inputs(graph, 1, seed=1, extra_tokens=3), resized_inputs(graph, 3, seed=2)]
         diff = max_abs_diff(graph, path, checks)
-        report["graphs"][graph.name] = {"file": path.name, "bytes": path.stat().st_size, "inputs": _describe(graph.inputs),
+        report["graphs"][graph.name] = {"file": path.name, "bytes": path.stat().st_size, "opset": graph.opset,
+                                        "exporter": graph.exporter, "inputs": _describe(graph.inputs),
                                         "outputs": graph.outputs, "max_abs_diff": diff, "within_tolerance": diff <= TOLERANCE}
         if diff > TOLERANCE:
             log.warning("%s: ONNX differs from PyTorch by %.3g (> %.0e)", path.name, diff, TOLERANCE)

@@ -11,7 +11,7 @@ from medfuse.core.errors import ConfigError
 
 @dataclass
 class OptimConfig:
-    """Optimiser. ``fused=None`` picks the fused kernel on CUDA and ``foreach`` elsewhere."""
+    """Optimiser. ``fused=None`` picks the fused kernel on CUDA and CPU and ``foreach`` elsewhere."""
 
     name: str = "adamw"
     lr: float = 1e-3

@@ -65,9 +65,34 @@ def apply_strategy(model: nn.Module, cfg: StrategyConfig) -> tuple[nn.Module, St
             raise ConfigError(f"strategy '{kind}': no parameter matches {patterns}; check the model's parameter names")
     elif kind == "lora":
         model = _inject_lora(model, cfg)
+    if kind != "full":
+        freeze_norm_statistics(model)
     report = _report(model, kind)
     log.info(report.summary())
     return model, report
+
+
+def _inference_mode(module: nn.Module, args: object) -> None:
+    module.training = False
+
+
+def freeze_norm_statistics(model: nn.Module) -> int:
+    """Keep batch-norm layers whose parameters are all frozen in inference mode; returns how many.
+
+    A frozen backbone must compute in training what it computes at evaluation: in training mode a
+    batch-norm layer would normalise with the batch's statistics and overwrite its running ones, so a
+    linear probe would be fitted on features the evaluated model never produces. A forward pre-hook
+    (kept when the trainer calls ``model.train()``, absent from checkpoints) holds such layers in eval mode.
+    """
+    count = 0
+    for module in model.modules():
+        own = list(module.parameters(recurse=False))
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in own):
+            if not getattr(module, "_medfuse_frozen_stats", False):
+                module.register_forward_pre_hook(_inference_mode)
+                module._medfuse_frozen_stats = True  # type: ignore[assignment]
+            count += 1
+    return count
 
 
 def _inject_lora(model: nn.Module, cfg: StrategyConfig) -> nn.Module:
