@@ -163,6 +163,7 @@ def test_hugging_face_text_tower_and_tokenizer(tmp_path: Path) -> None:
                                expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_attention_fusion_exports_through_torch_export(tmp_path: Path) -> None:
     from medfuse.core.config import from_dict
     from medfuse.models import ModelConfig, build_model, save_checkpoint

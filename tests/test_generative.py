@@ -11,7 +11,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from medfuse.core.errors import ConfigError
-from medfuse.evaluate.generative import GenerativeEvalConfig, collect_rows, evaluate_generative, shuffled_order
+from medfuse.evaluate.generative import (
+    GenerativeEvalConfig,
+    collect_rows,
+    evaluate_generative,
+    shuffled_order,
+)
 from medfuse.models.generative import (
     IGNORE_INDEX,
     AnswerBank,
@@ -34,7 +39,7 @@ from medfuse.train.loop import fit
 from medfuse.train.strategies import merge_lora
 
 QUESTION = "which side is the opacity on?"
-WORDS = "left right yes no opacity lung heart effusion nodule normal small large upper lower both none".split()
+WORDS = ["left", "right", "yes", "no", "opacity", "lung", "heart", "effusion", "nodule", "normal", "small", "large", "upper", "lower", "both", "none"]
 IMAGE = {"type": "timm", "params": {"arch": "test_convnext2", "in_chans": 1}}
 
 

@@ -11,6 +11,10 @@ against PyTorch with onnxruntime on inputs of batch sizes other than the traced 
 - ``text_tower.onnx``: ``input_ids``, ``attention_mask`` -> ``features`` (B, D_t) (dual: ``embedding``).
 - ``classifier.onnx`` (diagnosis with a vector fusion): tower ``<input>_features``, raw inputs of the other
   encoders (``vitals``) and presence masks -> ``logits``, ``fused``.
+
+Graphs are traced by the TorchScript exporter (opset 17). A token-level fusion (cross-attention) bakes its
+traced batch and sequence sizes into that trace, so its whole-model graph goes through ``torch.export``
+(opset 18) instead.
 """
 
 from __future__ import annotations

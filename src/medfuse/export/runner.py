@@ -15,7 +15,6 @@ import torch
 
 from medfuse.core.errors import ConfigError
 from medfuse.export.onnx import (
-    OPSET,
     TOLERANCE,
     Graph,
     export_graph,
@@ -69,7 +68,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, fmt: str = "onnx"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     graphs = graphs_for(ckpt)
-    report: dict[str, Any] = {"format": "medfuse-onnx", "opset": OPSET, "tolerance": TOLERANCE,
+    report: dict[str, Any] = {"format": "medfuse-onnx", "opset": min(g.opset for g in graphs), "tolerance": TOLERANCE,
                               "checkpoint": str(ckpt.path), "model_kind": ckpt.config.kind, "graphs": {}}
     for graph in graphs:
         path = out / f"{graph.name}.onnx"

@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -183,7 +183,8 @@ class GenerationModule(TaskModule):
         """Set training mode; a frozen vision tower stays in eval mode (its batch-norm statistics are kept)."""
         super().train(mode)
         if self.settings.vision == "frozen":
-            self.model.image_encoder.eval()
+            encoder: Any = self.model.image_encoder
+            encoder.eval()
         return self
 
 
@@ -218,7 +219,7 @@ class GenerationTask:
         """Return ``answer_loss``, ``token_accuracy`` and, for question data, ``vqa_overall/closed/open``."""
         from medfuse.evaluate.metrics import vqa_accuracy
 
-        gen = module if isinstance(module, GenerationModule) else GenerationModule(module, self.settings)
+        gen = module if isinstance(module, GenerationModule) else GenerationModule(cast(VisionLanguageModel, module), self.settings)
         loss_sum = tokens = correct = 0.0
         preds: list[str] = []
         truths: list[str] = []
@@ -272,6 +273,9 @@ def _init_from(model: nn.Module, checkpoint: str) -> None:
 def build_generation(recipe: Any, train: Any) -> tuple[GenerationTask, GenerationModule, StrategyReport]:
     """Return the task, the module to train and what trains, for a recipe with ``task: generation``."""
     settings = generation_settings(recipe.loss, recipe.model)
+    if recipe.strategy.kind != "full":
+        raise ConfigError(f"strategy.kind: '{recipe.strategy.kind}' is not used by task 'generation'; "
+                          "set loss.lm / loss.vision (frozen | lora | full) and loss.lora instead")
     cfg = vlm_config(recipe.model)
     channels = getattr(getattr(train, "config", None), "channels", None)
     in_chans = (cfg.image.params if cfg.image else {}).get("in_chans", 3)

@@ -24,15 +24,20 @@ from medfuse.models.generative.bridge import (
 from medfuse.models.generative.checkpoint import LoadedVLM, is_vlm_checkpoint, load_vlm, save_vlm
 from medfuse.models.generative.config import VLM_KIND, VLMConfig, build_vlm, vlm_config
 from medfuse.models.generative.generate import (
-    GenerationConfig,
     Generated,
+    GenerationConfig,
     answer,
     generate,
     inference_mode,
     score_candidates,
     stream,
 )
-from medfuse.models.generative.lm import LanguageModelConfig, load_language_model, lora_target_names, scratch_config
+from medfuse.models.generative.lm import (
+    LanguageModelConfig,
+    load_language_model,
+    lora_target_names,
+    scratch_config,
+)
 from medfuse.models.generative.projector import (
     PROJECTORS,
     LinearProjector,

@@ -85,8 +85,8 @@ def _as_lm(lm: Any, tokenizer: TextTokenizer | str | None) -> tuple[nn.Module, T
             raise ConfigError("tokenizer: pass the language model's tokenizer (or 'byte' / 'wordpiece' / a directory)")
         return lm, tokenizer if not isinstance(tokenizer, (str, Path)) else load_tokenizer(tokenizer)
     if isinstance(lm, (str, Path)):
-        key = "dir" if Path(str(lm)).expanduser().is_dir() else "hub"
-        lm = LanguageModelConfig(**{key: str(lm)})
+        is_dir = Path(str(lm)).expanduser().is_dir()
+        lm = LanguageModelConfig(dir=str(lm)) if is_dir else LanguageModelConfig(hub=str(lm))
     elif isinstance(lm, Mapping):
         lm = from_dict(LanguageModelConfig, lm, where="model.lm")
     if not isinstance(lm, LanguageModelConfig):
@@ -117,10 +117,12 @@ class VisionLanguageModel(nn.Module):
                  projector: str | Projector = "mlp", num_queries: int = 32, projector_params: Mapping[str, Any] | None = None,
                  template: ChatTemplate | Mapping[str, Any] | None = None, max_length: int = 512) -> None:
         super().__init__()
-        self.image_encoder = image_encoder
+        self.image_encoder: Any = image_encoder
+        self.lm: Any
+        self.tokenizer: TextTokenizer
         self.lm, self.tokenizer = _as_lm(lm, tokenizer)
         self.template = template if isinstance(template, ChatTemplate) else from_dict(ChatTemplate, template or {}, where="template")
-        in_dim = int(getattr(image_encoder, "token_dim", 0) or image_encoder.output_dim)
+        in_dim = int(getattr(image_encoder, "token_dim", 0) or getattr(image_encoder, "output_dim"))
         if isinstance(projector, str):
             projector = build_projector(projector, in_dim, self.lm_dim, num_queries, **dict(projector_params or {}))
         self.projector = projector
@@ -195,17 +197,17 @@ class VisionLanguageModel(nn.Module):
         width = max(len(ids) for ids, _ in rows)
         pad = int(self.tokenizer.pad_id)
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        label_ids = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, (ids, labs) in enumerate(rows):
             span = slice(width - len(ids), width) if padding == "left" else slice(0, len(ids))
             input_ids[i, span] = torch.tensor(ids, dtype=torch.long)
-            labels[i, span] = torch.tensor(labs, dtype=torch.long)
+            label_ids[i, span] = torch.tensor(labs, dtype=torch.long)
             mask[i, span] = 1
         positions = (mask.cumsum(1) - 1).clamp_min(0)
         device = self.device
         return MultimodalInputs(input_ids.to(device), mask.to(device), positions.to(device),
-                                labels.to(device) if answers is not None else None,
+                                label_ids.to(device) if answers is not None else None,
                                 (input_ids == IMAGE_SLOT).to(device), truncated)
 
     def _assemble(self, prompt: PromptIds, n_image: int, answer: list[int]) -> tuple[list[int], list[int], int]:

@@ -70,6 +70,7 @@ def save_vlm(model: Any, directory: str | Path, *, preprocessing: Mapping[str, A
         raise ConfigError("save_vlm: the model has no VLMConfig; build it with build_vlm(config)")
     if any("lora_" in name for name, _ in model.named_parameters()):
         raise ConfigError("save_vlm: the model still has LoRA adapters; merge them first (medfuse.train.strategies.merge_lora)")
+    assert cfg.lm is not None  # VLMConfig requires one
     directory = Path(directory)
     checkpoint_id = uuid.uuid4().hex
     staging = directory.parent / f".{directory.name}.{checkpoint_id[:12]}.tmp"

@@ -11,6 +11,7 @@ answer's log-likelihood and picking the best, and open questions by generation.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -274,10 +275,8 @@ def generate(model: Any, images: Tensor, questions: Sequence[str] | str, context
     with inference_mode(model):
         if cfg.num_beams > 1:
             return _beam_search(model, images, questions, contexts, cfg)
-        texts: list[_Text] = []
-        scores: list[float] = []
-        for texts, _, scores in _sampling_steps(model, images, questions, contexts, cfg):
-            pass
+        # the last step's state holds every row's final text and score (max_new_tokens >= 1: one step at least)
+        texts, _, scores = deque(_sampling_steps(model, images, questions, contexts, cfg), maxlen=1)[0]
     return Generated([t.final() for t in texts], [list(t.ids) for t in texts], list(scores))
 
 

@@ -79,7 +79,7 @@ def scratch_config(spec: Mapping[str, Any], tokenizer: TextTokenizer) -> Any:
     positions = int(spec.get("max_positions", 512))
     dropout = float(spec.get("dropout", 0.0))
     tie = bool(spec.get("tie_embeddings", True))
-    special = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}
+    special: dict[str, Any] = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}
     extra = dict(spec.get("extra") or {})
     if arch == "gpt2":
         return GPT2Config(
@@ -92,7 +92,7 @@ def scratch_config(spec: Mapping[str, Any], tokenizer: TextTokenizer) -> Any:
 
         raise ConfigError(f"model.lm.config.arch: {unknown_name_message('model type', arch, sorted(CONFIG_MAPPING.keys()))}")
     inter = int(spec.get("intermediate_size") or (8 * width // 3 + 63) // 64 * 64)  # SwiGLU's 8/3, rounded
-    sizes = {"vocab_size": tokenizer.vocab_size, "hidden_size": width, "num_hidden_layers": layers,
+    sizes: dict[str, Any] = {"vocab_size": tokenizer.vocab_size, "hidden_size": width, "num_hidden_layers": layers,
              "num_attention_heads": heads, "num_key_value_heads": int(spec.get("kv_heads", heads)),
              "intermediate_size": inter, "max_position_embeddings": positions, "tie_word_embeddings": tie}
     if dropout:
