@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -49,7 +49,7 @@ class OpenClipAdapter(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self.model: Any = model
 
     @property
     def logit_scale(self) -> nn.Parameter:
@@ -106,7 +106,7 @@ def train_open_clip(config: Path, overrides: list[str], out_dir: Path) -> float:
     start = time.perf_counter()
     _, train, _ = build_datasets(recipe, out_dir)
     _, module = build_task(recipe, train)
-    model, _ = apply_strategy(module.model, recipe.strategy)
+    model: Any = apply_strategy(cast(nn.Module, module.model), recipe.strategy)[0]
     adapter = OpenClipAdapter(model)
     text_tower = model.text_encoder
     data = {"train": OpenClipData(train, text_tower.tokenizer, text_tower.max_length, recipe.train.batch_size,
@@ -119,9 +119,9 @@ def train_open_clip(config: Path, overrides: list[str], out_dir: Path) -> float:
     optimizer = torch.optim.AdamW(
         [{"params": [p for n, p in named if exclude(n, p)], "weight_decay": 0.0},
          {"params": [p for n, p in named if not exclude(n, p)], "weight_decay": recipe.optim.weight_decay}],
-        lr=recipe.optim.lr, betas=tuple(recipe.optim.betas), eps=recipe.optim.eps,
+        lr=recipe.optim.lr, betas=(recipe.optim.betas[0], recipe.optim.betas[1]), eps=recipe.optim.eps,
     )
-    steps_per_epoch = data["train"].dataloader.num_batches
+    steps_per_epoch = len(data["train"].dataloader)
     total = steps_per_epoch * recipe.train.epochs
     warmup = recipe.schedule.warmup_steps or int(round(recipe.schedule.warmup_ratio * total))
     scheduler = cosine_lr(optimizer, recipe.optim.lr, warmup, total)

@@ -87,7 +87,7 @@ PRESETS: dict[str, Sizes] = {
 # ---------------------------------------------------------------------------------------------- models
 def build_medfuse(sizes: Sizes) -> nn.Module:
     """Return medfuse's dual encoder (a ``TaskModule``) of ``sizes`` through the model config."""
-    from medfuse.models import ModelConfig, build_model
+    from medfuse.models import build_model
     from medfuse.train.tasks import TaskModule
 
     image = {"type": "timm", "params": {
@@ -98,8 +98,8 @@ def build_medfuse(sizes: Sizes) -> nn.Module:
         "width": sizes.text_width, "layers": sizes.text_layers, "heads": sizes.text_heads,
         "max_length": sizes.context, "tokenizer": "byte", "vocab_size": sizes.vocab,
         "pooling": "eos", "causal": True}}
-    cfg = ModelConfig(kind="dual_encoder", encoders={"image": image, "text": text}, embed_dim=sizes.embed_dim,
-                      projection="linear")
+    cfg = {"kind": "dual_encoder", "encoders": {"image": image, "text": text}, "embed_dim": sizes.embed_dim,
+           "projection": "linear"}
     return TaskModule(build_model(cfg))
 
 
@@ -180,7 +180,7 @@ def open_clip_runner(sizes: Sizes, images: Tensor, ids: Tensor, device: torch.de
     from open_clip import ClipLoss
 
     torch.manual_seed(args.seed)
-    model = build_open_clip(sizes).to(device)
+    model: Any = build_open_clip(sizes).to(device)
     if args.grad_checkpointing:
         model.set_grad_checkpointing(True)
     named = list(model.named_parameters())
@@ -196,11 +196,11 @@ def open_clip_runner(sizes: Sizes, images: Tensor, ids: Tensor, device: torch.de
     foreach_default = device.type == "cuda"  # torch picks foreach for CUDA tensors when left unset
     impl = "default (foreach)" if foreach_default else "default (for-loop)"
     loss = ClipLoss()
-    train_module: nn.Module = torch.compile(model) if args.compile else model
+    train_module: Callable[..., Any] = torch.compile(model) if args.compile else model
     model.train()
     images, ids = images.to(device), ids.to(device)
 
-    def forward_loss(module: nn.Module) -> Tensor:
+    def forward_loss(module: Callable[..., Any]) -> Tensor:
         with common_autocast(device, args.precision):
             image_features, text_features, logit_scale = module(images, ids)
             return loss(image_features, text_features, logit_scale)
