@@ -17,8 +17,10 @@ An untimed pass over every image fills medfuse's cache (and the OS file cache fo
 then draws ``--batches`` batches per epoch (random indices with replacement) with persistent workers,
 started by one untimed epoch. Rounds alternate (the order flips each round, so load changes fall on
 both); a round times one epoch of each from its first batch to its last, so the rate is the steady
-delivery rate, not the latency of filling the workers' queues. The JSON gives the median images/s of each, their ratio, and whether a training step would wait
-for data: the pipeline's rate against the training step's samples/s, from ``--step-rate`` (e.g. a GPU
+delivery rate, not the latency of filling the workers' queues. The JSON gives the median images/s of
+each, their ratio and the median of the per-round ratios, images per CPU second (workers and main
+process together: steadier than the wall clock on a shared machine), and whether a training step would
+wait for data: the pipeline's rate against the training step's samples/s, from ``--step-rate`` (e.g. a GPU
 figure) or, when not given, measured here with medfuse's CLIP step (``train_throughput.py``'s preset for
 this device).
 
@@ -97,26 +99,47 @@ def medfuse_dataset(manifest: Path, size: int, cache_dir: Path, max_rows: int | 
                            cache_dir=cache_dir, max_rows=max_rows)
 
 
-def epoch(loader: Iterable[Any], finish: Callable[[Any], Any] | None = None,
-          device: torch.device | None = None) -> tuple[int, float]:
-    """Return (images after the first batch, seconds from the first batch to the last) for one pass.
+def epoch(loader: DataLoader, finish: Callable[[Any], Any] | None = None,
+          device: torch.device | None = None) -> tuple[float, float]:
+    """Return (images per wall second, images per CPU second) of one pass over ``loader``.
 
-    ``finish`` (optional) runs on each batch in this process (e.g. the augmentation on the GPU), and
-    ``device`` is synchronised before the clock stops.
+    The wall rate counts from the first batch to the last (the queues are filling before the first);
+    the CPU rate divides all the pass's images by the CPU seconds its worker processes and this process
+    spent on it, which a loaded, shared machine disturbs far less than the wall clock. ``finish``
+    (optional) runs on each batch in this process (e.g. the augmentation on the GPU), and ``device`` is
+    synchronised before the clock stops.
     """
     start = None
-    count = 0
+    count = total = 0
+    cpu_start = _cpu_seconds(loader)  # persistent workers are idle between passes
     for batch in loader:
         if finish is not None:
             batch = finish(batch)
         images = batch["image"] if isinstance(batch, dict) else batch
+        total += int(images.shape[0])
         if start is None:
-            start = time.perf_counter()  # the queues are filling until now
+            start = time.perf_counter()
         else:
             count += int(images.shape[0])
     if device is not None:
         common.synchronize(device)
-    return count, (time.perf_counter() - start) if start is not None else float("nan")
+    wall = time.perf_counter() - start if start is not None else float("nan")
+    return count / wall, total / (_cpu_seconds(loader) - cpu_start)
+
+
+def _cpu_seconds(loader: DataLoader) -> float:
+    """Return the CPU seconds used so far by this process and the loader's persistent workers (Linux)."""
+    seconds = time.process_time()
+    workers = getattr(getattr(loader, "_iterator", None), "_workers", None) or []
+    ticks = os.sysconf("SC_CLK_TCK")
+    for worker in workers:
+        try:
+            with open(f"/proc/{worker.pid}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            seconds += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        except (OSError, ValueError, IndexError):
+            return float("nan")
+    return seconds
 
 
 def fill(loader: Iterable[Any]) -> float:
@@ -201,11 +224,13 @@ def main(argv: list[str] | None = None) -> int:
             fill(loader)  # starts the persistent workers
         cache_ready = dataset.cache.n_ready if dataset.cache is not None else 0
         rates: dict[str, list[float]] = {name: [] for name in loaders}
+        cpu_rates: dict[str, list[float]] = {name: [] for name in loaders}
         order = list(loaders)
         for round_index in range(args.rounds):
             for name in order if round_index % 2 == 0 else order[::-1]:
-                count, seconds = epoch(loaders[name], finishers.get(name), device)
-                rates[name].append(count / seconds)
+                wall_rate, cpu_rate = epoch(loaders[name], finishers.get(name), device)
+                rates[name].append(wall_rate)
+                cpu_rates[name].append(cpu_rate)
         del loaders  # stop the workers before the step measurement
 
     if args.step_rate is not None:
@@ -213,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         step_rate, step_source = measured_step_rate(args.quick)
     med = {name: common.median(r) for name, r in rates.items()}
+    cpu_med = {name: common.median(r) for name, r in cpu_rates.items()}
+    paired = [m / t for m, t in zip(rates["medfuse"], rates["torchvision"], strict=True)]
     doc = {
         "benchmark": "data_pipeline",
         "what": "decoded + augmented training images per second delivered by a DataLoader",
@@ -225,15 +252,20 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "batches_per_round": args.batches,
         "torchvision": {"images_per_s": common.summary(rates["torchvision"], 1),
+                        "images_per_cpu_s": common.summary(cpu_rates["torchvision"], 1),
                         "first_pass_images_per_s": round(len(paths) / fill_seconds["torchvision"], 1)},
         "medfuse": {"images_per_s": common.summary(rates["medfuse"], 1),
+                    "images_per_cpu_s": common.summary(cpu_rates["medfuse"], 1),
                     "first_pass_images_per_s": round(len(paths) / fill_seconds["medfuse"], 1),
                     "first_pass_note": "decodes every image and writes the cache",
                     "cache_ready": cache_ready},
         "medfuse_device": {"images_per_s": common.summary(rates["medfuse_device"], 1),
+                           "images_per_cpu_s": common.summary(cpu_rates["medfuse_device"], 1),
                            "timed": "uint8 delivery, GPU transfer and GPU augmentation" if finish is not None
                            else "uint8 delivery only (no GPU here: the augmentation would run on the GPU)"},
         "ratio_medfuse_over_torchvision": round(med["medfuse"] / med["torchvision"], 3),
+        "paired_ratio_median": round(common.median(paired), 3),
+        "cpu_time_ratio": round(cpu_med["medfuse"] / cpu_med["torchvision"], 3),
         "step_rate_samples_per_s": round(step_rate, 2),
         "step_rate_source": step_source,
         "pipeline_over_step_rate": round(med["medfuse"] / step_rate, 3),

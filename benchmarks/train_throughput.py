@@ -5,9 +5,10 @@ bias-free patch embedding; text tower: a causal transformer with end-of-text poo
 depth, heads, context and vocabulary; linear bias-free projections; a learnable temperature), so their
 parameter counts agree (checked: within 1%). Both train on the same batch (random images and tokens,
 made once), at the same precision, with AdamW at the same settings: medfuse builds it with
-:func:`medfuse.train.loop.build_optimizer` (fused kernels on CUDA, ``foreach`` on CPU unless told
-otherwise), open_clip's is ``torch.optim.AdamW`` with torch's default implementation and the parameter
-groups of open_clip's ``main.py``. A medfuse step is :class:`medfuse.train.step.TrainStep` over
+:func:`medfuse.train.loop.build_optimizer` (one-pass fused kernels on CUDA and CPU), open_clip's is
+``torch.optim.AdamW`` with torch's default implementation (``foreach`` on CUDA, a per-tensor loop on CPU)
+and the parameter groups of open_clip's ``main.py``. ``--before`` adds, in the same rounds, medfuse with
+``foreach`` AdamW (``build_optimizer``'s CPU choice before fused), for the before/after of that change. A medfuse step is :class:`medfuse.train.step.TrainStep` over
 :class:`medfuse.train.tasks.ContrastiveTask`; an open_clip step is what its ``train_one_epoch`` does
 (forward, ``ClipLoss``, backward, ``optimizer.step``, clamp of the logit scale).
 
@@ -21,6 +22,7 @@ on a GPU, peak RSS on a CPU; measured in a separate process per framework unless
 
     python benchmarks/train_throughput.py                       # CPU: ViT-Ti/16 @224 + 4-layer text, batch 64
     python benchmarks/train_throughput.py --image-size 112      # quicker CPU run
+    python benchmarks/train_throughput.py --threads 1 --before  # one thread (a loaded machine); before/after
     python benchmarks/train_throughput.py --preset gpu --compile   # GPU: ViT-B/16, batch 256, bf16
     python benchmarks/train_throughput.py --quick               # tiny sizes: a smoke test
 """
@@ -448,8 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         **(_before_after(rates, med, cpu_med if device.type == "cpu" else None) if BEFORE in rates else {}),
         "param_difference": round(param_gap, 6),
         "peak_tflops": peak,
-        "memory_method": {"subprocess": "a fresh process per framework", "inprocess": "this process, after a reset",
-                          "none": "not measured"}[args.memory]
+        "memory_method": "not measured" if args.memory == "none" else
+        {"subprocess": "a fresh process per framework", "inprocess": "this process, after a reset"}[args.memory]
         + (" (CUDA max allocated)" if device.type == "cuda" else " (peak RSS, Python and libraries included)"),
     }
     common.write_json(doc, args.json_out)

@@ -112,32 +112,48 @@ class ImagePipeline:
         """Return a batch ``(B, C, S, S)`` (uint8, or float in [0, 1]) augmented (if set) and normalised.
 
         Works on any device (random parameters are drawn on the CPU); the input is never modified.
-        Greyscale stored as three equal planes (on the CPU) is augmented as one plane and expanded by the
-        normalisation, which gives the same values for a third of the work; in a DataLoader worker the
-        result is written straight into shared memory, so sending it to the main process copies nothing.
+        Greyscale images stored as three equal planes (checked per image, on the CPU) are augmented as one
+        plane and expanded by the normalisation: the same values for a third of the work. In a DataLoader
+        worker the result is written straight into shared memory, so sending it to the main process copies
+        nothing.
         """
-        planes = images[:, :1] if _grey_as_rgb(images) else images
+        n = images.shape[0]
+        draw = _draw_augment(n, self.augment, generator) if self.augment is not None and n > 0 else None
+        scale = self.std.to(images.device).reciprocal()  # (x - mean) / std as one multiply-add
+        shift = -self.mean.to(images.device) * scale
+        shape = tuple(images.shape)
+        grey = _grey_rows(images)
+        if grey is None or not bool(grey.any()) or bool(grey.all()):
+            planes = images[:, :1] if grey is not None and n and bool(grey.all()) else images
+            x = self._augmented(planes, draw)
+            return torch.addcmul(shift, x.expand(shape), scale, out=_output_buffer(x, shape))
+        out = _output_buffer(images.new_empty(0, dtype=torch.float32), shape)
+        for rows, planes in ((grey, images[:, :1]), (~grey, images)):
+            index = rows.nonzero().flatten()
+            x = self._augmented(planes[index], draw.rows(index) if draw is not None else None)
+            out.index_copy_(0, index, torch.addcmul(shift, x.expand(len(index), *shape[1:]), scale))
+        return out
+
+    @staticmethod
+    def _augmented(planes: Tensor, draw: _Draw | None) -> Tensor:
+        """Return ``planes`` as a new float32 tensor in [0, 1], augmented with ``draw`` when given."""
         if planes.dtype == torch.uint8:
             x = planes.to(torch.float32).div_(255.0)
         else:
             x = planes.to(torch.float32, copy=True)
-        if self.augment is not None and x.shape[0] > 0:
-            x = augment_batch(x, self.augment, generator)
-        # (x - mean) / std as one multiply-add that also writes the expanded channels
-        scale = self.std.to(x.device).reciprocal()
-        shift = -self.mean.to(x.device) * scale
-        return torch.addcmul(shift, x.expand(images.shape), scale, out=_output_buffer(x, tuple(images.shape)))
+        return _apply_augment(x, draw) if draw is not None and x.shape[0] > 0 else x
 
     def denormalize(self, images: Tensor) -> Tensor:
         """Return normalised images ``(B, C, H, W)`` back in [0, 1] (for display)."""
         return (images * self.std.to(images.device) + self.mean.to(images.device)).clamp_(0.0, 1.0)
 
 
-def _grey_as_rgb(images: Tensor) -> bool:
-    """True when a CPU batch ``(B, 3, H, W)`` holds greyscale as three equal planes (checked, cheaply, on the CPU)."""
-    if images.ndim != 4 or images.shape[1] != 3 or images.device.type != "cpu" or images.shape[0] == 0:
-        return False
-    return bool(torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 0], images[:, 2]))
+def _grey_rows(images: Tensor) -> Tensor | None:
+    """Return ``(B,)`` True where a CPU batch ``(B, 3, H, W)`` holds greyscale as three equal planes (else None)."""
+    if images.ndim != 4 or images.shape[1] != 3 or images.device.type != "cpu":
+        return None
+    same = (images[:, 0] == images[:, 1]) & (images[:, 0] == images[:, 2])
+    return same.flatten(1).all(dim=1)
 
 
 def _output_buffer(x: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -151,25 +167,51 @@ def _output_buffer(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     return torch.empty(shape, dtype=torch.float32, device=x.device)
 
 
+@dataclass
+class _Draw:
+    """The per-sample random parameters of one batch: affine ``theta`` ``(B, 2, 3)``, jitter ``(B,)`` or None."""
+
+    theta: Tensor
+    gain: Tensor | None = None
+    contrast: Tensor | None = None
+
+    def rows(self, index: Tensor) -> _Draw:
+        """Return the parameters of the samples at ``index``."""
+        return _Draw(self.theta[index], None if self.gain is None else self.gain[index],
+                     None if self.contrast is None else self.contrast[index])
+
+
+def _draw_augment(n: int, augment: Augment, generator: torch.Generator | None) -> _Draw:
+    """Return the random parameters of ``n`` samples (always drawn in this order: affine, gain, contrast)."""
+    theta = random_affine(n, augment, generator)
+    if augment.brightness == 0 and augment.contrast == 0:
+        return _Draw(theta)
+    gain = 1.0 + (2 * _rand(n, generator) - 1) * augment.brightness
+    contrast = 1.0 + (2 * _rand(n, generator) - 1) * augment.contrast
+    return _Draw(theta, gain, contrast)
+
+
 def augment_batch(images: Tensor, augment: Augment, generator: torch.Generator | None = None) -> Tensor:
     """Return ``images`` ``(B, C, H, W)`` float in [0, 1] augmented per sample; same shape, in [0, 1].
 
     The geometric part resamples into a new tensor; brightness/contrast then work in place on it (or on
     ``images`` itself when the geometry is the identity).
     """
+    return _apply_augment(images, _draw_augment(images.shape[0], augment, generator))
+
+
+def _apply_augment(images: Tensor, draw: _Draw) -> Tensor:
+    """Return ``images`` ``(B, C, H, W)`` float in [0, 1] resampled and jittered with ``draw``'s parameters."""
     b = images.shape[0]
-    theta = random_affine(b, augment, generator)
-    if not torch.equal(theta, _identity(b)):
-        grid = affine_grid(theta.to(images.device), images.shape[-2], images.shape[-1])
+    if not torch.equal(draw.theta, _identity(b)):
+        grid = affine_grid(draw.theta.to(images.device), images.shape[-2], images.shape[-1])
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    if augment.brightness == 0 and augment.contrast == 0:
+    if draw.gain is None or draw.contrast is None:
         return images.clamp_(0.0, 1.0)
     # brightness b then contrast c around the image mean m: y = c * (b x - b m) + b m = (c b) x + (1 - c) b m
-    gain = 1.0 + (2 * _rand(b, generator) - 1) * augment.brightness
-    contrast = 1.0 + (2 * _rand(b, generator) - 1) * augment.contrast
     mean = images.mean(dim=(1, 2, 3))  # stays on the images' device: no wait for it on a GPU
-    scale = (contrast * gain).to(images.device).view(b, 1, 1, 1)
-    shift = (((1.0 - contrast) * gain).to(images.device) * mean).view(b, 1, 1, 1)
+    scale = (draw.contrast * draw.gain).to(images.device).view(b, 1, 1, 1)
+    shift = (((1.0 - draw.contrast) * draw.gain).to(images.device) * mean).view(b, 1, 1, 1)
     return images.mul_(scale).add_(shift).clamp_(0.0, 1.0)
 
 

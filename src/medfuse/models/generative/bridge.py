@@ -122,7 +122,8 @@ class VisionLanguageModel(nn.Module):
         self.tokenizer: TextTokenizer
         self.lm, self.tokenizer = _as_lm(lm, tokenizer)
         self.template = template if isinstance(template, ChatTemplate) else from_dict(ChatTemplate, template or {}, where="template")
-        in_dim = int(getattr(image_encoder, "token_dim", 0) or getattr(image_encoder, "output_dim"))
+        encoder: Any = image_encoder  # any Encoder: token_dim when it gives tokens, else output_dim
+        in_dim = int(getattr(encoder, "token_dim", 0) or encoder.output_dim)
         if isinstance(projector, str):
             projector = build_projector(projector, in_dim, self.lm_dim, num_queries, **dict(projector_params or {}))
         self.projector = projector

@@ -29,6 +29,7 @@ FORMAT = "medfuse-vlm"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+CARD_FILE = "MODEL_CARD.md"
 LM_DIR = "lm"
 
 
@@ -56,14 +57,17 @@ def is_vlm_checkpoint(directory: str | Path) -> bool:
 
 def save_vlm(model: Any, directory: str | Path, *, preprocessing: Mapping[str, Any] | None = None,
              card: ModelCard | None = None, extra: Mapping[str, Any] | None = None) -> Path:
-    """Write ``model`` (built by :func:`build_vlm`) to ``directory``, replacing an earlier save there; returns it.
+    """Write ``model`` (built by :func:`build_vlm`) to ``directory`` atomically; returns the directory.
+
+    Files are staged beside the target first; an earlier save in ``directory`` is replaced entry by entry
+    (``config.json`` last, both it and the weights carrying one ``checkpoint_id``); other files stay.
 
     LoRA adapters must be merged first (``medfuse.train.strategies.merge_lora``): the saved architecture is
     the plain one.
     """
     from safetensors.torch import save_model
 
-    from medfuse.models.checkpoint import library_versions
+    from medfuse.models.checkpoint import _fsync_dir, library_versions
 
     cfg = getattr(model, "vlm_config", None)
     if not isinstance(cfg, VLMConfig):
@@ -91,18 +95,31 @@ def save_vlm(model: Any, directory: str | Path, *, preprocessing: Mapping[str, A
         facts = {"kind": "vision-language model", "image encoder": cfg.image.type if cfg.image else "",
                  "language model": type(model.lm).__name__, "projector": cfg.projector,
                  "parameters": f"{sum(p.numel() for p in model.parameters()):,}"}
-        (staging / "MODEL_CARD.md").write_text(render_markdown(card, facts), encoding="utf-8")
-        if directory.exists():
-            retired = directory.parent / f".{directory.name}.old-{checkpoint_id[:8]}"
-            os.replace(directory, retired)
-            os.replace(staging, directory)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, directory)
+        (staging / CARD_FILE).write_text(render_markdown(card, facts), encoding="utf-8")
+        _fsync_dir(staging)
+        _swap_into_place(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
+
+
+def _swap_into_place(staging: Path, directory: Path) -> None:
+    """Move the staged save into ``directory``: whole when new, else entry by entry with config.json last."""
+    if not directory.exists():
+        os.replace(staging, directory)
+        return
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: exists and is not a directory")
+    for name in (WEIGHTS_FILE, LM_DIR, CARD_FILE, CONFIG_FILE):  # other files in the folder are left alone
+        target = directory / name
+        retired = directory / f".{name}.old-{uuid.uuid4().hex[:8]}" if target.is_dir() else None
+        if retired is not None:
+            os.replace(target, retired)
+        os.replace(staging / name, target)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_vlm(directory: str | Path, map_location: str = "cpu") -> LoadedVLM:

@@ -290,9 +290,7 @@ def stream(model: Any, image: Tensor, question: str, context: str | None = None,
     if cfg.num_beams > 1:
         raise ConfigError("num_beams: beam search cannot stream (its best answer is known only at the end); use 1")
     images, questions = _as_batch(image, question)
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with inference_mode(model):  # eval mode only: gradients are off inside each step, not across yields
         text: _Text | None = None
         for texts, done, _ in _sampling_steps(model, images, questions, None if context is None else [context], cfg):
             text = texts[0]
@@ -303,9 +301,6 @@ def stream(model: Any, image: Tensor, question: str, context: str | None = None,
             piece = text.pending(True)
             if piece:
                 yield piece
-    finally:
-        for module, mode in modes:
-            module.training = mode
 
 
 @torch.no_grad()
