@@ -170,7 +170,7 @@ def model_answer_fn(model: Any, config: GenerativeEvalConfig | None = None) -> A
     return run
 
 
-def _kinds(rows: EvalRows) -> list[str]:
+def answer_kinds(rows: EvalRows) -> list[str]:
     out = []
     for kind, target in zip(rows.types, rows.targets):
         low = kind.strip().lower()
@@ -181,7 +181,7 @@ def _kinds(rows: EvalRows) -> list[str]:
 def _score(kind: str, preds: list[str], rows: EvalRows, idx: list[int], cfg: GenerativeEvalConfig) -> dict[str, float]:
     refs = [rows.targets[i] for i in idx]
     if kind == "vqa":
-        kinds = _kinds(rows)
+        kinds = answer_kinds(rows)
         return vqa_accuracy(preds, refs, [kinds[i] for i in idx])
     scores = generation_metrics(preds, refs)
     clinical = clinical_efficacy(preds, refs, uncertain_as=cfg.uncertain_as)
@@ -207,7 +207,7 @@ def evaluate_generative(model: Any, data: Iterable[Mapping[str, Any]] | EvalRows
     metrics = _score(kind, preds["image"], rows, everyone, cfg)
     metrics["n"] = float(len(everyone))
     if kind == "vqa":
-        kinds = _kinds(rows)
+        kinds = answer_kinds(rows)
         chance = [1.0 / len(c) if c and normalize_answer(rows.targets[i]) in {normalize_answer(x) for x in c} else 0.0
                   for i, c in enumerate(cands) if kinds[i] == "closed" and c]
         metrics["n_closed"] = float(kinds.count("closed"))
@@ -249,5 +249,5 @@ def _reliance(kind: str, fn: AnswerFn, rows: EvalRows, cands: list[list[str] | N
     return out
 
 
-__all__ = ["MODES", "AnswerFn", "EvalRows", "GenerativeEvalConfig", "GenerativeEvaluation", "collect_rows",
+__all__ = ["MODES", "AnswerFn", "EvalRows", "answer_kinds", "GenerativeEvalConfig", "GenerativeEvaluation", "collect_rows",
            "evaluate_generative", "model_answer_fn", "shuffled_order"]

@@ -172,6 +172,13 @@ def evaluate_checkpoint(
     names = list(tasks) if tasks else None
     for name in names or ():
         EVAL_TASKS.get(name)  # unknown names fail before any work, with the close matches
+    if isinstance(checkpoint, (str, Path)):
+        from medfuse.evaluate.generative_runner import evaluate_vlm_checkpoint, vlm_directory
+
+        vlm = vlm_directory(checkpoint)
+        if vlm is not None:
+            return evaluate_vlm_checkpoint(vlm, manifest, split=split, out=out_dir, settings=settings,
+                                           overrides=overrides, seed=seed)
     ckpt = resolve_checkpoint(checkpoint)
     rows = read_manifest(manifest)
     data_cfg = data_config_for(ckpt, rows.columns, settings.data, path=rows.path)

@@ -162,6 +162,8 @@ def train_from_config(config: str | Path | Recipe, out_dir: Path, *, overrides: 
         (out_dir / "recipe.json").write_text(json.dumps(to_dict(recipe), indent=2), encoding="utf-8")
     t0 = time.perf_counter()
     source, train, val = build_datasets(recipe, out_dir if dist.is_main else None)
+    if recipe.task == "generation":
+        return _train_generation(recipe, train, val, source, out_dir, dist, resume, callbacks, t0)
     task, module = build_task(recipe, train)
     module.model, report = apply_strategy(module.model, recipe.strategy)
     if recipe.train.grad_checkpointing:
@@ -182,6 +184,29 @@ def train_from_config(config: str | Path | Recipe, out_dir: Path, *, overrides: 
         if has_lora(inner) and recipe.strategy.merge_lora_on_save:
             inner = merge_lora(inner)
         _save(inner, recipe, train, out_dir, extra, val_metrics)
+        for cb in callbacks:
+            if hasattr(cb, "on_checkpoint_saved"):
+                cb.on_checkpoint_saved(out_dir / MODEL_SUBDIR)
+    log.info("training took %.1fs", time.perf_counter() - t0)
+    return TrainResult(out_dir, fit_result, data_counts, report.kind, report.trainable, report.total, val_metrics)
+
+
+def _train_generation(recipe: Recipe, train: Any, val: Any, source: Any, out_dir: Path, dist: Any, resume: bool,
+                      callbacks: Sequence[Any], t0: float) -> TrainResult:
+    """Train a vision-language model (``task: generation``) and save it with ``save_vlm`` in ``<out>/model``."""
+    from medfuse.train.generative import build_generation, save_generation
+
+    task, module, report = build_generation(recipe, train)
+    callbacks = list(callbacks) + _tracking_callbacks(recipe, out_dir, source, dist.is_main)
+    model, fit_result = fit(
+        task, module, train, val, loop=recipe.train, optim=recipe.optim, schedule=recipe.schedule,
+        out_dir=out_dir, seed=recipe.seed, resume=resume, dist_info=dist, callbacks=callbacks,
+    )
+    last = fit_result.history[-1] if fit_result.history else {}
+    val_metrics = {k[4:]: v for k, v in last.items() if k.startswith("val/")}
+    data_counts = source.to_dict() if hasattr(source, "to_dict") else {"manifest": recipe.data.manifest}
+    if dist.is_main:
+        save_generation(model, task, recipe, train, out_dir / MODEL_SUBDIR, val_metrics)
         for cb in callbacks:
             if hasattr(cb, "on_checkpoint_saved"):
                 cb.on_checkpoint_saved(out_dir / MODEL_SUBDIR)

@@ -74,8 +74,8 @@ def stored_classes(ckpt: LoadedCheckpoint | None) -> list[str] | None:
     prep = ckpt.preprocessing or {}
     if prep.get("classes"):
         return [str(c) for c in prep["classes"]]
-    head = ckpt.config.head
-    names = ckpt.label_names
+    head = getattr(ckpt.config, "head", None)  # a vision-language model has none
+    names = getattr(ckpt, "label_names", None)
     if head is not None and names and head.type in ("binary", "multiclass"):
         expected = 2 if head.type == "binary" else head.num_outputs
         if len(names) == expected:
