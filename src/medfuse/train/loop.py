@@ -221,14 +221,19 @@ def fit(
             resumed_from = pos.step
             log.info("resumed from %s (step %d, epoch %d)", last, pos.step, pos.epoch)
 
+    # compile the task's loss (forward + criterion), not the module: tasks unwrap the module they are given
+    # (a TaskModule has no forward), so a compiled module was bypassed or, for contrastive tasks, failed
+    task_loss = torch.compile(task.loss) if loop.compile else task.loss
     train_module: nn.Module = module
+    loss_fn: Callable[[nn.Module, Any], Any] = task_loss
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        train_module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
-    # compile the task's loss (forward + criterion), not the module: tasks unwrap the module they are given
-    # (a TaskModule has no forward), so a compiled module was bypassed or, for contrastive tasks, failed
-    loss_fn = torch.compile(task.loss) if loop.compile else task.loss
+        # DDP synchronises gradients only for a forward that goes through it: the step runs the task's loss
+        # as the forward of the wrapped module (unused parameters, e.g. a dropped modality, are allowed)
+        train_module = DistributedDataParallel(_LossStep(module, task_loss), find_unused_parameters=True,
+                                               device_ids=[device.index] if device.type == "cuda" else None)
+        loss_fn = _call_step
 
     metrics_log = _JsonlLog(out_dir / "metrics.jsonl" if info.is_main else None)
     best_state: dict[str, torch.Tensor] | None = None
@@ -358,6 +363,22 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(result)
     return final, result
+
+
+class _LossStep(nn.Module):
+    """The task's loss as a module's forward, so that DistributedDataParallel sees (and syncs) the step."""
+
+    def __init__(self, module: nn.Module, loss: Callable[[nn.Module, Any], Any]) -> None:
+        super().__init__()
+        self.module = module
+        self.loss = loss
+
+    def forward(self, batch: Any) -> Any:
+        return self.loss(self.module, batch)
+
+
+def _call_step(step: nn.Module, batch: Any) -> Any:
+    return step(batch)
 
 
 def _batch_size(batch: Any) -> int:
