@@ -125,3 +125,140 @@ def dicom_bytes(*, with_pixels: bool = True, patient_name: str = "Doe^Jane", row
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- audio, video and generative models
+MEDIA_CLASSES = ["normal", "murmur", "effusion"]
+AUDIO_PREP = {"sample_rate": 2000, "window_s": 1.0, "hop_s": 0.5}
+VIDEO_FRAMES = 4
+
+
+def media_checkpoint(directory: Path, *, seed: int = 0, prep_in_extra: bool = False) -> Path:
+    """Write a tiny multi-class model reading an image, a heart-sound recording and an echo clip; return its folder.
+
+    The data config names the ``image_path``, ``audio_path`` and ``video_path`` columns and holds the
+    recording's preparation as training stores it (``audio_prep``: 2 kHz, 1 s windows every 0.5 s), or
+    ``extra["audio"]`` does with ``prep_in_extra``; clips are cut to 4 frames.
+    """
+    cfg = from_dict(ModelConfig, {
+        "kind": "diagnosis",
+        "encoders": {
+            "image": IMAGE,
+            "audio": {"type": "audio_cnn", "params": {"output_dim": 16, "sample_rate": 2000, "n_fft": 128,
+                                                       "hop_length": 32, "n_mels": 16, "channels": [4, 8]}},
+            "video": {"type": "video_frames", "params": {"output_dim": 16, "channels": [4, 8], "temporal": "mean"}},
+        },
+        "fusion": {"type": "concat", "dim": 16},
+        "head": {"type": "multiclass", "num_outputs": len(MEDIA_CLASSES)},
+    }, where="model")
+    torch.manual_seed(seed)
+    model = build_model(cfg).eval()
+    data = {"image": "image_path", "audio": "audio_path", "video": "video_path", "label": "label",
+            "classes": MEDIA_CLASSES, "task": "multiclass", "image_size": 32, "channels": 1, "video_frames": VIDEO_FRAMES,
+            "mean": [0.449], "std": [0.226], "optional": ["image", "audio", "video"]}
+    extra: dict[str, Any] = {"data": data, "train_task": "classification"}
+    if prep_in_extra:
+        extra["audio"] = dict(AUDIO_PREP)
+    else:
+        data["audio_prep"] = dict(AUDIO_PREP)
+    save_checkpoint(directory, model, cfg, label_names=MEDIA_CLASSES,
+                    preprocessing={"image_size": 32, "channels": 1, "mean": [0.449], "std": [0.226],
+                                   "task": "multiclass", "classes": MEDIA_CLASSES}, extra=extra)
+    return directory
+
+
+def sound_bytes(seconds: float = 3.0, rate: int = 4000, *, seed: int = 0, fmt: str = "WAV") -> bytes:
+    """Return a WAV or FLAC (16-bit PCM) of a 60 Hz thump train plus noise, ``seconds`` long at ``rate`` Hz."""
+    import io
+
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(seed)
+    wave = 0.5 * np.sin(2 * np.pi * 60 * t) * (np.sin(2 * np.pi * 1.2 * t) > 0.6) + 0.05 * rng.standard_normal(t.shape)
+    buffer = io.BytesIO()
+    sf.write(buffer, wave.astype(np.float32), rate, format=fmt, subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def clip_frames(n: int = 12, size: tuple[int, int] = (32, 48), seed: int = 0) -> np.ndarray:
+    """Return ``(n, H, W)`` uint8 frames: a bright disc that moves across a noisy background."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: size[0], : size[1]]
+    frames = rng.integers(0, 40, (n, *size)).astype(np.float32)
+    for i in range(n):
+        cx = 6 + (size[1] - 12) * i / max(n - 1, 1)
+        frames[i] += 200 * (((xx - cx) ** 2 + (yy - size[0] / 2) ** 2) < 30)
+    return np.clip(frames, 0, 255).astype(np.uint8)
+
+
+def video_file(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
+    """Write ``frames`` to ``path`` (``.mp4``, ``.avi``; see :func:`medfuse.data.video.write_video`)."""
+    from medfuse.data.video import write_video
+
+    return write_video(path, frames, fps=fps)
+
+
+def dicom_cine_bytes(frames: np.ndarray, *, patient_name: str = "Doe^Jane") -> bytes:
+    """Return a 16-bit MONOCHROME2 ultrasound multi-frame DICOM of ``frames`` ``(T, H, W)`` naming a patient."""
+    import io
+
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"  # Ultrasound Multi-frame Image
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset("cine.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = patient_name
+    ds.PatientID = "MRN-55501234"
+    ds.PatientBirthDate = "19610203"
+    ds.InstitutionName = "Saint Elsewhere Hospital"
+    ds.Modality = "US"
+    ds.NumberOfFrames = frames.shape[0]
+    ds.Rows, ds.Columns = frames.shape[1:3]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = (frames.astype(np.uint16) * 16).astype("<u2").tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+VLM_WORDS = ["left", "right", "yes", "no", "opacity", "lung", "heart", "effusion", "nodule", "normal", "small",
+             "large", "upper", "lower", "both", "none", "is", "the", "there", "an", "where"]
+
+
+def vlm_checkpoint(directory: Path, *, seed: int = 0, answer_tokens: int = 8, report_tokens: int = 12) -> Path:
+    """Write a tiny random vision-language model (2-layer GPT-2 over a word vocabulary) with ``save_vlm``.
+
+    Its decoded pieces are whole words, so streamed answers arrive in several pieces. Returns the folder.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from medfuse.models.generative import ChatTemplate, build_vlm, save_vlm
+
+    lm_dir = directory / "lm-source"
+    template = ChatTemplate()
+    corpus = [template.system, template.user, template.assistant, template.context, "Write the report.",
+              " ".join(VLM_WORDS)]
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[BOS]", "[EOS]", "[UNK]"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="[BOS]", eos_token="[EOS]", pad_token="[PAD]",
+                                   unk_token="[UNK]")
+    fast.save_pretrained(str(lm_dir))
+    torch.manual_seed(seed)
+    lm_cfg = GPT2Config(vocab_size=len(fast), n_positions=128, n_embd=32, n_layer=2, n_head=2, bos_token_id=1,
+                        eos_token_id=2, pad_token_id=0)
+    GPT2LMHeadModel(lm_cfg).save_pretrained(str(lm_dir))
+    vlm = build_vlm({"image": IMAGE, "lm": {"dir": str(lm_dir)}, "projector": "mlp", "num_queries": 2}).eval()
+    save_vlm(vlm, directory / "model", preprocessing={"image_size": 32, "channels": 1, "mean": [0.449], "std": [0.226]},
+             extra={"generation": {"prompt": "Write the report.", "max_new_tokens": answer_tokens,
+                                   "report_max_new_tokens": report_tokens}})
+    return directory

@@ -13,16 +13,19 @@ import torch
 from medfuse.core import ConfigError, DataError
 from medfuse.data.audio import (
     AudioConfig,
+    add_noise,
     bandpass,
     decode_audio_bytes,
     load_audio,
     load_audio_windows,
     normalize_audio,
+    prepare_audio_windows,
+    random_windows,
     resample_audio,
     window_signal,
 )
 from medfuse.models.base import ENCODERS, EncoderOutput
-from medfuse.models.encoders.audio import AudioCNNEncoder, AudioTimmEncoder
+from medfuse.models.encoders.audio import AudioCNNEncoder, AudioTimmEncoder, LogMelFrontend
 from medfuse.models.features import MFCC, LogMelSpectrogram, MelSpectrogram, SpecAugment, power_to_db
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -137,6 +140,36 @@ def test_bandpass_keeps_band_removes_rest_without_phase_shift() -> None:
         bandpass(x, sr, 400.0, 25.0)
 
 
+@pytest.mark.parametrize("zero_phase", [True, False])
+@pytest.mark.parametrize("band", [(25.0, 400.0), (20.0, 600.0)])
+def test_bandpass_matches_scipy(zero_phase: bool, band: tuple[float, float]) -> None:
+    from scipy import signal as sps
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(8000) + tone([3.0, 60.0, 150.0, 800.0], 2000, 4.0)).astype(np.float32)
+    sos = sps.butter(4, list(band), btype="bandpass", fs=2000, output="sos")
+    reference = sps.sosfiltfilt(sos, x.astype(np.float64)) if zero_phase else sps.sosfilt(sos, x.astype(np.float64))
+    ours = bandpass(x, 2000, *band, order=4, zero_phase=zero_phase)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    # the same response as the design's: |H| once causally, |H|^2 forwards-backwards, at a tone in the middle
+    _, h = sps.sosfreqz(sos, worN=[150.0, 800.0], fs=2000)
+    gain = np.abs(h) ** (2 if zero_phase else 1)
+    y = bandpass(tone([150.0, 800.0], 2000, 4.0), 2000, *band, zero_phase=zero_phase)
+    assert amplitude_at(y[2000:], 2000, 150.0) == pytest.approx(0.3 * gain[0], rel=0.02)
+    assert amplitude_at(y[2000:], 2000, 800.0) == pytest.approx(0.3 * gain[1], abs=2e-3)
+    with pytest.raises(ConfigError, match="order"):
+        bandpass(x, 2000, order=0)
+
+
+def test_causal_bandpass_delays_and_zero_phase_does_not() -> None:
+    sr = 2000
+    pulse = np.zeros(4000, dtype=np.float32)
+    pulse[2000] = 1.0
+    peak_zero = int(np.argmax(np.abs(bandpass(pulse, sr, 25.0, 400.0))))
+    peak_causal = int(np.argmax(np.abs(bandpass(pulse, sr, 25.0, 400.0, zero_phase=False))))
+    assert peak_zero == 2000 and peak_causal > 2000
+
+
 def test_normalize_modes() -> None:
     x = 3.0 + 2.0 * tone([30.0], 1000, 1.0)
     z = normalize_audio(x, "zscore")
@@ -169,6 +202,54 @@ def test_load_audio_windows_and_config(tmp_path: Path) -> None:
     assert windows.shape == (3, 10000) and windows.dtype == np.float32
     assert load_audio_windows(path, AudioConfig(window_s=None)).shape == (1, 24000)
     for bad in ({"normalize": "max"}, {"band": (400.0, 25.0)}, {"window_s": 0.0}, {"sample_rate": 0}):
+        with pytest.raises(ConfigError):
+            AudioConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_add_noise_hits_the_snr_in_band() -> None:
+    rng = np.random.default_rng(3)
+    x = tone([100.0], 2000, 10.0)
+    for snr in (0.0, 10.0, 30.0):
+        noisy = add_noise(x, snr, np.random.default_rng(5), sample_rate=2000, band=(25.0, 400.0))
+        noise = noisy - x
+        measured = 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean(noise.astype(np.float64) ** 2))
+        assert measured == pytest.approx(snr, abs=0.05)
+        assert amplitude_at(noise, 2000, 800.0) < 0.05 * amplitude_at(noise, 2000, 200.0) + 1e-6
+    assert not add_noise(np.zeros(100, np.float32), 10.0, rng).any()
+
+
+def test_random_windows_are_crops_of_the_clip() -> None:
+    sr = 100
+    x = np.arange(1000, dtype=np.float32)
+    w = random_windows(x, sr, 2.0, 5, np.random.default_rng(0))
+    assert w.shape == (5, 200)
+    starts = w[:, 0].astype(int)
+    assert list(starts) == sorted(starts) and len(set(starts)) > 1
+    for row, start in zip(w, starts, strict=True):
+        np.testing.assert_array_equal(row, x[start : start + 200])
+    np.testing.assert_array_equal(w, random_windows(x, sr, 2.0, 5, np.random.default_rng(0)))
+    short = random_windows(x[:50] + 1.0, sr, 2.0, 3, np.random.default_rng(1))
+    assert short.shape == (1, 200) and (short != 0).sum() == 50
+
+
+def test_prepare_audio_windows_augments_only_with_a_generator() -> None:
+    rng = np.random.default_rng(2)
+    x = (tone([60.0, 120.0], 2000, 9.0) + 0.1 * rng.standard_normal(18000)).astype(np.float32)
+    cfg = AudioConfig(window_s=4.0, hop_s=2.0, train_windows=2, noise_snr_db=(5.0, 5.0), clip=3.0)
+    fixed = prepare_audio_windows(x, 2000, cfg)
+    expected = window_signal(np.clip(normalize_audio(bandpass(x, 2000)), -3.0, 3.0), 2000, 4.0, 2.0)
+    np.testing.assert_allclose(fixed, expected, atol=1e-6)
+    np.testing.assert_array_equal(fixed, prepare_audio_windows(x, 2000, cfg))
+    train = prepare_audio_windows(x, 2000, cfg, rng=np.random.default_rng(4))
+    assert train.shape == (2, 8000) and np.abs(train).max() <= 3.0
+    again = prepare_audio_windows(x, 2000, cfg, rng=np.random.default_rng(4))
+    np.testing.assert_array_equal(train, again)
+    # without train_windows a generator shifts the window grid by less than one hop
+    grid = AudioConfig(window_s=4.0, hop_s=2.0, band=None, normalize="none")
+    shifted = prepare_audio_windows(np.arange(18000, dtype=np.float32), 2000, grid, rng=np.random.default_rng(0))
+    assert 0 < shifted[0, 0] < 4000 and shifted.shape[1] == 8000
+    for bad in ({"train_windows": 0}, {"noise_snr_db": (20.0, 5.0)}, {"clip": 0.0}, {"filter_order": 0},
+                {"train_windows": 2, "window_s": None}):
         with pytest.raises(ConfigError):
             AudioConfig(**bad)  # type: ignore[arg-type]
 
@@ -333,3 +414,30 @@ def test_audio_timm_loads_local_rgb_weights_into_one_channel(tmp_path: Path) -> 
     torch.testing.assert_close(enc.backbone.state_dict()[stem], rgb.state_dict()[stem].sum(dim=1, keepdim=True))
     unloaded = AudioTimmEncoder("test_resnet", weights=str(tmp_path / "rgb.safetensors"), load_weights=False)
     assert unloaded.load_report is None
+
+
+def test_frontend_frequency_norm_removes_a_device_response_and_eq_trains_only() -> None:
+    from scipy import signal as sps
+
+    rng = np.random.default_rng(0)
+    x = bandpass(rng.standard_normal(8000).astype(np.float32) * np.repeat(rng.random(40), 200).astype(np.float32), 2000)
+    # another device: a fixed peaking response (+9 dB near 150 Hz) convolved with the same sound
+    b, a = sps.iirpeak(150.0, 1.0, fs=2000)
+    device = (x + 1.8 * sps.lfilter(b, a, x)).astype(np.float32)
+    pair = torch.from_numpy(np.stack([x, device]))
+    gaps = {}
+    for norm in ("image", "frequency"):
+        frontend = LogMelFrontend(2000, 256, 40, 32, 20.0, 500.0, spec_norm=norm).eval()
+        out = frontend(pair)
+        assert out.shape == (2, 1, 32, 201)
+        gaps[norm] = float((out[0] - out[1]).abs().mean())
+    assert gaps["frequency"] < 0.5 * gaps["image"]
+    frontend = LogMelFrontend(2000, 256, 40, 32, 20.0, 500.0, eq_db=6.0)
+    clean = frontend.eval()(pair)
+    assert torch.equal(clean, frontend(pair))
+    frontend.train()
+    curves = frontend.random_eq(3, torch.Generator().manual_seed(0))
+    assert curves.shape == (3, 32, 1) and curves.abs().max() <= 6.0 and curves.std() > 0
+    assert not torch.equal(frontend(pair), clean)
+    with pytest.raises(ConfigError):
+        LogMelFrontend(spec_norm="bin")

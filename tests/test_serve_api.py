@@ -34,13 +34,7 @@ from tests.deploy_fixtures import (  # noqa: E402
 LIMITS = {"max_upload_bytes": 300_000, "max_pixels": 2_000_000, "max_text_chars": 500}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: tiny models gain nothing from more, and a loaded machine loses a lot."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -122,7 +116,8 @@ def test_classify_matches_the_model_with_temperature(client: TestClient, folders
     cuts = body["thresholds"]
     assert cuts == dict(zip(FINDINGS, [0.5, 0.4, 0.5, 0.6, 0.5]))
     assert body["predictions"] == [n for n in FINDINGS if body["probabilities"][n] >= cuts[n]]
-    assert body["inputs"] == {"image": True, "format": "png", "dicom": None, "text": True, "vitals": ["heart_rate", "spo2"]}
+    assert body["inputs"] == {"image": True, "format": "png", "dicom": None, "text": True, "vitals": ["heart_rate", "spo2"],
+                              "audio": None, "video": None}
     assert "T = 1.5" in body["calibration"]["note"] and "0.042" in body["calibration"]["note"]
     # a text-only request uses the model's robustness to a missing image
     alone = client.post("/v1/classify", data={"text": text}).json()
@@ -394,3 +389,47 @@ def test_answer_classifier(tmp_path: Path) -> None:
     assert body["answer"] == max(body["candidates"], key=body["candidates"].get)
     assert 0.99 < sum(body["candidates"].values()) <= 1.0 + 1e-6  # four answers: all of them are listed
     assert wrong.status_code == 422 and wrong.json()["error"]["code"] == "wrong_model"
+
+
+def _assets(html: str) -> list[str]:
+    import re
+
+    return re.findall(r'(?:src|href)="([^"]+)"', html)
+
+
+def test_docs_are_served_without_a_cdn(client: TestClient) -> None:
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    assert "http://" not in docs.text and "https://" not in docs.text
+    assets = [a for a in _assets(docs.text) if not a.startswith("data:")]
+    assert "/static/docs.js" in assets and "/openapi.json" in assets
+    for asset in assets:
+        r = client.get(asset)
+        assert r.status_code == 200, asset
+        if asset.startswith("/static/"):
+            assert "http://" not in r.text and "https://" not in r.text, asset
+    assert client.get("/redoc").status_code == 404  # ReDoc would load from a CDN: not served
+
+
+def test_docs_use_swagger_ui_from_the_installed_bundle(folders: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    bundle = tmp_path / "swagger"
+    bundle.mkdir()
+    for name, body in (("swagger-ui-bundle.js", b"window.SwaggerUIBundle = function () {};"),
+                       ("swagger-ui.css", b".swagger-ui {}"), ("favicon-32x32.png", png_bytes(size=(32, 32)))):
+        (bundle / name).write_bytes(body)
+    module = types.ModuleType("swagger_ui_bundle")
+    module.swagger_ui_path = str(bundle)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "swagger_ui_bundle", module)
+    with TestClient(create_app(ServeConfig(checkpoint=folders["run"], max_wait_ms=0))) as test_client:
+        docs = test_client.get("/docs")
+        assert "SwaggerUIBundle" in docs.text and "http://" not in docs.text and "https://" not in docs.text
+        assets = [a for a in _assets(docs.text) if not a.startswith("data:")]
+        assert sorted(assets) == ["/docs-assets/favicon-32x32.png", "/docs-assets/swagger-ui-bundle.js",
+                                  "/docs-assets/swagger-ui.css"]
+        for asset in assets:
+            assert test_client.get(asset).content == (bundle / asset.split("/")[-1]).read_bytes()
+        assert "url: '/openapi.json'" in docs.text and test_client.get("/openapi.json").status_code == 200

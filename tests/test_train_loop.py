@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -72,7 +73,7 @@ def test_ema_weights_are_returned(tmp_path: Path) -> None:
 def test_resume_after_sigkill_is_bit_identical(tmp_path: Path) -> None:
     ref, _ = _run(tmp_path / "ref", epochs=4)
     out = tmp_path / "killed"
-    code = (
+    code = (  # noqa: UP031 (a script template)
         "import sys, time, torch; sys.path.insert(0, %r)\n"
         "import medfuse.train.loop as L\n"
         "from tests.test_train_loop import _run\n"
@@ -102,3 +103,37 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path: Path) -> None:
     assert res.resumed_from is not None and res.resumed_from > 0
     for (n, p), (_, q) in zip(ref.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(p, q), f"{n} differs after resume"
+
+
+def test_a_single_modality_recipe_reads_only_its_inputs(tmp_path: Path) -> None:
+    """A vitals-only model neither decodes images nor loses rows whose image is missing."""
+    from medfuse.data.synth import generate_synthetic
+    from medfuse.train import load_recipe
+    from medfuse.train.runner import build_datasets
+
+    synth = generate_synthetic(tmp_path / "data", n=30, seed=0, image_size=32)
+    frame = pd.read_csv(synth.manifest_path)
+    (synth.manifest_path.parent / frame.loc[0, "image_path"]).unlink()
+    recipe = {"task": "classification", "data": {"manifest": str(synth.manifest_path), "preset": "synthetic",
+                                                 "image_size": 32, "channels": 1},
+              "model": {"kind": "diagnosis", "encoders": {"vitals": {"type": "vitals_mlp", "params": {"num_features": "auto"}}},
+                        "fusion": {"type": "concat", "dim": 16}, "head": {"type": "multilabel", "num_outputs": "auto"}}}
+    source, train, _ = build_datasets(load_recipe(data=recipe), tmp_path / "run")
+    assert train.config.image is None and train.config.text is None and train.config.vitals
+    assert source.quarantined == 0 and "image" not in train[0]
+    recipe["model"]["encoders"]["image"] = {"type": "timm", "params": {"arch": "test_efficientnet", "in_chans": 1}}
+    source, train, _ = build_datasets(load_recipe(data=recipe), tmp_path / "run2")
+    assert train.config.image and source.quarantined == 1  # the missing image counts once the model reads images
+
+
+def test_model_state_is_a_snapshot_not_the_live_weights() -> None:
+    """The best epoch's weights are kept with model_state: later updates must not reach them (CPU included)."""
+    from medfuse.train.state import model_state
+
+    model = torch.nn.Linear(3, 2)
+    snapshot = model_state(model)
+    before = {k: v.clone() for k, v in snapshot.items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+        model.bias.zero_()
+    assert all(torch.equal(snapshot[k], before[k]) for k in before)

@@ -27,11 +27,14 @@ from medfuse.core.errors import ConfigError, DataError
 
 __all__ = [
     "AudioConfig",
+    "add_noise",
     "bandpass",
     "decode_audio_bytes",
     "load_audio",
     "load_audio_windows",
     "normalize_audio",
+    "prepare_audio_windows",
+    "random_windows",
     "resample_audio",
     "window_signal",
 ]
@@ -136,15 +139,25 @@ def resample_audio(samples: np.ndarray, orig_sr: float, target_sr: float) -> np.
 
 
 def bandpass(
-    samples: np.ndarray, sample_rate: float, low_hz: float | None = 25.0, high_hz: float | None = 400.0, *, order: int = 4
+    samples: np.ndarray,
+    sample_rate: float,
+    low_hz: float | None = 25.0,
+    high_hz: float | None = 400.0,
+    *,
+    order: int = 4,
+    zero_phase: bool = True,
 ) -> np.ndarray:
-    """Return ``samples`` band-pass filtered along the last axis, zero-phase (float32, same shape).
+    """Return ``samples`` band-pass filtered along the last axis (float32, same shape).
 
-    Butterworth filter of ``order`` applied forwards and backwards (``sosfiltfilt``), so heart-sound
-    timing is not shifted. ``low_hz=None`` gives a low-pass, ``high_hz=None`` a high-pass; a ``high_hz``
-    at or above Nyquist is dropped. The 25-400 Hz default keeps the first and second heart sounds and
-    murmurs and removes baseline wander, breathing rumble and hiss.
+    Butterworth filter of ``order`` in second-order sections. ``zero_phase``: applied forwards and
+    backwards (``sosfiltfilt``, squared magnitude response), so heart-sound timing is not shifted;
+    otherwise applied once, causally (``sosfilt``, as a streaming device would). ``low_hz=None`` gives a
+    low-pass, ``high_hz=None`` a high-pass; a ``high_hz`` at or above Nyquist is dropped. The 25-400 Hz
+    default keeps the first and second heart sounds and murmurs and removes baseline wander, breathing
+    rumble and hiss.
     """
+    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
+        raise ConfigError(f"band-pass: order must be a positive integer, got {order!r}")
     nyquist = sample_rate / 2.0
     if high_hz is not None and high_hz >= nyquist:
         high_hz = None
@@ -161,6 +174,8 @@ def bandpass(
     else:
         sos = sps.butter(order, high_hz, btype="lowpass", fs=sample_rate, output="sos")
     x = np.asarray(samples, dtype=np.float64)
+    if not zero_phase:
+        return sps.sosfilt(sos, x, axis=-1).astype(np.float32)
     # sosfiltfilt needs more samples than its edge padding; very short clips are filtered with less padding.
     padlen = min(3 * (2 * len(sos) + 1), x.shape[-1] - 1)
     if padlen < 1:
@@ -210,18 +225,31 @@ def window_signal(samples: np.ndarray, sample_rate: float, window_s: float, hop_
 
 @dataclass
 class AudioConfig:
-    """How recordings become model input: rate, band, normalisation and windows.
+    """How recordings become model input: rate, filter, normalisation, windows, training augmentation.
 
-    ``band``: (low_hz, high_hz) of the band-pass, or None to skip it. ``window_s``: None gives the
-    whole clip as one window.
+    ``band``: (low_hz, high_hz) of the Butterworth band-pass (``filter_order``), or None to skip it;
+    ``zero_phase``: forwards-backwards filtering (else causal). ``normalize``: per recording (``zscore``,
+    ``peak`` or ``none``); ``clip``: then limit samples to ``[-clip, clip]`` (stethoscope knocks and
+    friction spikes are many standard deviations tall). ``window_s``: None gives the whole clip as one
+    window; ``hop_s``: the window step; ``max_windows``: keep evenly spaced windows.
+
+    Training only (when the dataset passes a random generator): ``train_windows`` random crops of
+    ``window_s`` per recording instead of the fixed grid (time shift; None keeps the grid, shifted by a
+    random offset below one hop), and ``noise_snr_db``: white noise, band-limited like the signal, at a
+    signal-to-noise ratio drawn uniformly from ``(low, high)`` dB.
     """
 
     sample_rate: int = 2000
     band: tuple[float, float] | None = (25.0, 400.0)
+    filter_order: int = 4
+    zero_phase: bool = True
     normalize: str = "zscore"
+    clip: float | None = None
     window_s: float | None = 5.0
     hop_s: float | None = 2.5
     max_windows: int | None = None
+    train_windows: int | None = None
+    noise_snr_db: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
@@ -231,29 +259,107 @@ class AudioConfig:
             if len(self.band) != 2 or not self.band[0] < self.band[1]:
                 raise ConfigError(f"audio.band must be (low_hz, high_hz) with low < high, got {self.band}")
             self.band = (float(self.band[0]), float(self.band[1]))
+        if isinstance(self.filter_order, bool) or not isinstance(self.filter_order, int) or self.filter_order < 1:
+            raise ConfigError(f"audio.filter_order must be a positive integer, got {self.filter_order!r}")
+        if self.clip is not None and not self.clip > 0:
+            raise ConfigError(f"audio.clip must be positive (or null for no clipping), got {self.clip}")
         if self.window_s is not None and self.window_s <= 0:
             raise ConfigError(f"audio.window_s must be positive, got {self.window_s}")
         if self.hop_s is not None and self.hop_s <= 0:
             raise ConfigError(f"audio.hop_s must be positive, got {self.hop_s}")
-        if self.max_windows is not None and self.max_windows < 1:
-            raise ConfigError(f"audio.max_windows must be at least 1, got {self.max_windows}")
+        for name in ("max_windows", "train_windows"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"audio.{name} must be at least 1, got {value}")
+        if self.train_windows is not None and self.window_s is None:
+            raise ConfigError("audio.train_windows needs audio.window_s (the length of the random crops)")
+        if self.noise_snr_db is not None:
+            if len(self.noise_snr_db) != 2 or not self.noise_snr_db[0] <= self.noise_snr_db[1]:
+                raise ConfigError(f"audio.noise_snr_db must be (low_db, high_db) with low <= high, got {self.noise_snr_db}")
+            self.noise_snr_db = (float(self.noise_snr_db[0]), float(self.noise_snr_db[1]))
 
 
-def load_audio_windows(path: str | Path, config: AudioConfig | None = None) -> np.ndarray:
-    """Return the recording at ``path`` preprocessed by ``config`` as windows ``(W, T_w)`` float32.
+def add_noise(
+    samples: np.ndarray, snr_db: float, rng: np.random.Generator, *, sample_rate: float | None = None,
+    band: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Return ``samples`` ``(T,)`` plus white noise at ``snr_db`` (float32, same shape).
 
-    Loads mono at ``config.sample_rate``, band-passes, normalises per recording, then windows (or
-    ``(1, T)`` when ``window_s`` is None). ``max_windows`` keeps evenly spaced windows across the clip.
+    The noise is band-passed to ``band`` first (when given with ``sample_rate``), so it lands where the
+    signal is; its power is set from the signal's mean power. A silent signal is returned unchanged.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    power = float(np.mean(np.square(x, dtype=np.float64)))
+    if power == 0.0:
+        return x
+    noise = rng.standard_normal(x.shape)
+    if band is not None and sample_rate is not None:
+        noise = bandpass(noise, sample_rate, band[0], band[1])
+    noise_power = float(np.mean(np.square(noise, dtype=np.float64)))
+    scale = np.sqrt(power / (max(noise_power, 1e-20) * 10.0 ** (snr_db / 10.0)))
+    return (x + scale * noise).astype(np.float32)
+
+
+def random_windows(samples: np.ndarray, sample_rate: float, window_s: float, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Return ``count`` windows ``(count, T_w)`` of ``window_s`` starting at uniformly random positions.
+
+    Starts are drawn in ``[0, T - T_w]`` and sorted; a clip shorter than one window gives one window
+    holding the clip at a random offset, zero-padded around it.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    win = int(round(window_s * sample_rate))
+    if win <= 0:
+        raise ConfigError(f"window_s must give at least one sample, got {window_s} at {sample_rate} Hz")
+    if x.shape[0] <= win:
+        out = np.zeros((1, win), dtype=np.float32)
+        start = int(rng.integers(0, win - x.shape[0] + 1))
+        out[0, start : start + x.shape[0]] = x
+        return out
+    starts = np.sort(rng.integers(0, x.shape[0] - win + 1, size=count))
+    return np.stack([x[s : s + win] for s in starts])
+
+
+def prepare_audio_windows(
+    samples: np.ndarray, sample_rate: float, config: AudioConfig | None = None, *, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Return the mono recording ``samples`` ``(T,)`` at ``sample_rate`` as model input windows ``(W, T_w)`` float32.
+
+    Band-pass, per-recording normalisation, clipping, then windows (or ``(1, T)`` when ``window_s`` is
+    None); ``max_windows`` keeps evenly spaced windows. With ``rng`` (training) the augmentation of
+    ``config`` is drawn from it: noise after normalisation, then random crops or a randomly shifted grid.
     """
     cfg = config or AudioConfig()
-    samples, sr = load_audio(path, sample_rate=cfg.sample_rate, mono=True)
+    x = np.asarray(samples, dtype=np.float32)
     if cfg.band is not None:
-        samples = bandpass(samples, sr, cfg.band[0], cfg.band[1])
-    samples = normalize_audio(samples, cfg.normalize)  # type: ignore[arg-type]
+        x = bandpass(x, sample_rate, cfg.band[0], cfg.band[1], order=cfg.filter_order, zero_phase=cfg.zero_phase)
+    x = normalize_audio(x, cfg.normalize)  # type: ignore[arg-type]
+    if rng is not None and cfg.noise_snr_db is not None:
+        x = add_noise(x, float(rng.uniform(*cfg.noise_snr_db)), rng, sample_rate=sample_rate, band=cfg.band)
+    if cfg.clip is not None:
+        x = np.clip(x, -cfg.clip, cfg.clip)
     if cfg.window_s is None:
-        return samples[None, :]
-    windows = window_signal(samples, sr, cfg.window_s, cfg.hop_s)
+        return x[None, :]
+    if rng is not None and cfg.train_windows is not None:
+        return random_windows(x, sample_rate, cfg.window_s, cfg.train_windows, rng)
+    if rng is not None:
+        hop = cfg.hop_s if cfg.hop_s is not None else cfg.window_s
+        offset = int(rng.integers(0, max(int(round(hop * sample_rate)), 1)))
+        if x.shape[0] - offset > int(round(cfg.window_s * sample_rate)):
+            x = x[offset:]
+    windows = window_signal(x, sample_rate, cfg.window_s, cfg.hop_s)
     if cfg.max_windows is not None and windows.shape[0] > cfg.max_windows:
         keep = np.round(np.linspace(0, windows.shape[0] - 1, cfg.max_windows)).astype(int)
         windows = windows[keep]
     return windows
+
+
+def load_audio_windows(
+    path: str | Path, config: AudioConfig | None = None, *, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """Return the recording at ``path`` prepared by ``config`` as windows ``(W, T_w)`` float32.
+
+    Loads mono at ``config.sample_rate`` and runs :func:`prepare_audio_windows` (``rng``: training augmentation).
+    """
+    cfg = config or AudioConfig()
+    samples, sr = load_audio(path, sample_rate=cfg.sample_rate, mono=True)
+    return prepare_audio_windows(samples, sr, cfg, rng=rng)

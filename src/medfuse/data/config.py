@@ -58,6 +58,8 @@ class DataConfig:
       signal_rate: waveforms are resampled to this rate (Hz; also the rate of files that state none).
       signal_length: waveforms are cut or zero-padded to this many samples (random cut in training).
       video_frames: frames sampled evenly from each video clip (resized to image_size).
+      audio_prep: how recordings become windows: a :class:`medfuse.data.audio.AudioConfig` mapping (rate,
+        band-pass, normalisation, windows, training augmentation); None: its defaults.
       deid: de-identification of the text on the fly: a ``medfuse.text.deid.DeidConfig`` or its mapping
         (``{enabled: true, mode: placeholder}``), ``true`` for the defaults switched on; None: off.
     """
@@ -95,6 +97,7 @@ class DataConfig:
     signal_rate: float | None = None
     signal_length: int | None = None
     video_frames: int = 16
+    audio_prep: dict[str, Any] | None = None
     deid: Any = None
 
     def __post_init__(self) -> None:
@@ -163,6 +166,7 @@ class DataConfig:
                 raise ConfigError(f"bands.{col}: edges must be increasing numbers, got {edges}")
         self.filters = {str(k): list(v) if isinstance(v, (list, tuple, set)) else [v] for k, v in self.filters.items()}
         self.deid = _deid_config(self.deid)
+        self.audio_prep = _audio_prep(self.audio_prep)
 
     # ------------------------------------------------------------------ roles
     @property
@@ -298,3 +302,17 @@ def _deid_config(value: Any) -> Any:
     except ImportError:
         return dict(value)
     return from_dict(DeidConfig, dict(value), where="data.deid")
+
+
+def _audio_prep(value: Any) -> dict[str, Any] | None:
+    """Return the audio preparation as a checked, complete plain mapping (JSON-ready), or None for the defaults."""
+    if value is None:
+        return None
+    from medfuse.core.config import to_dict
+    from medfuse.data.audio import AudioConfig
+
+    if isinstance(value, AudioConfig):
+        return dict(to_dict(value))
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"audio_prep: expected a mapping of AudioConfig fields (band, window_s, ...), got {value!r}")
+    return dict(to_dict(from_dict(AudioConfig, dict(value), where="data.audio_prep")))

@@ -33,7 +33,7 @@ from medfuse.data.presets import resolve_config
 from medfuse.data.splits import resolve_split
 from medfuse.data.transforms import Augment, ImagePipeline, prepare_image
 
-__all__ = ["ManifestDataset"]
+__all__ = ["ManifestDataset", "prepare_video"]
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -55,7 +55,8 @@ class ManifestDataset(Dataset):
             transform on the device (``"device"``; then call it with :attr:`pipeline`).
         cache_dir: keep prepared uint8 images in a memory-mapped cache there (decode once).
         classes: label classes in output order (default: the config's, the report's, or inferred from train).
-        audio: :class:`medfuse.data.audio.AudioConfig` (or its mapping) for the ``audio`` role.
+        audio: :class:`medfuse.data.audio.AudioConfig` (or its mapping) for the ``audio`` role (default: the
+            config's ``audio_prep``); a training set draws its augmentation.
         max_rows: keep only the first rows (quick runs).
     """
 
@@ -129,7 +130,7 @@ class ManifestDataset(Dataset):
                     self.vitals[i, j] = value
         self._bad_labels: dict[int, str] = {}
         self.targets = self._encode_targets(records)
-        self.audio_config = _audio_config(audio) if cfg.audio else None
+        self.audio_config = _audio_config(audio if audio is not None else cfg.audio_prep) if cfg.audio else None
 
     def _encode_targets(self, records: list[dict[str, Any]]) -> np.ndarray | None:
         enc = self.encoder
@@ -297,6 +298,8 @@ class ManifestDataset(Dataset):
             pixels = self.decode_image(path)
             if self.cache is not None:
                 self.cache.put(index, pixels)
+        if not pixels.flags.writeable:  # e.g. a memory-mapped cache entry: torch wants a writable buffer
+            pixels = pixels.copy()
         tensor = torch.from_numpy(pixels)
         return tensor if self.batch_transforms else self.pipeline(tensor)
 
@@ -313,7 +316,9 @@ class ManifestDataset(Dataset):
 
         if path is None:
             return torch.zeros(0, 0)
-        return torch.from_numpy(np.ascontiguousarray(load_audio_windows(path, self.audio_config), dtype=np.float32))
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)))) if self.train else None
+        windows = load_audio_windows(path, self.audio_config, rng=rng)
+        return torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
 
     def _signal(self, path: Path | None) -> torch.Tensor:
         """Return the waveform ``(C, T)`` float32 (missing samples as 0), resampled and cut as configured."""
@@ -333,20 +338,26 @@ class ManifestDataset(Dataset):
 
     def _video(self, path: Path | None) -> torch.Tensor:
         """Return ``video_frames`` frames ``(T, C, S, S)`` normalised like images."""
-        from medfuse.data.video import load_video
-
         cfg = self.config
         if path is None:
             return torch.zeros(cfg.video_frames, cfg.channels, cfg.image_size, cfg.image_size)
-        clip = load_video(path, num_frames=cfg.video_frames, size=cfg.image_size, channels=cfg.channels)
-        frames = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
-        frames = frames.unsqueeze(1) if frames.ndim == 3 else frames.permute(0, 3, 1, 2)
-        mean, std = self.pipeline.mean.view(1, -1, 1, 1), self.pipeline.std.view(1, -1, 1, 1)
-        return (frames - mean) / std
+        return prepare_video(path, cfg, self.pipeline)
 
     def __repr__(self) -> str:
         return (f"ManifestDataset({self.manifest.name}, split={self.split!r}, n={len(self)}, "
                 f"modalities={self.modalities}, task={self.task})")
+
+
+def prepare_video(path: Path, config: DataConfig, pipeline: ImagePipeline) -> torch.Tensor:
+    """Return the clip at ``path`` as samples carry it: ``config.video_frames`` frames ``(T, C, S, S)``, sampled
+    evenly, resized to ``config.image_size`` and normalised with ``pipeline``'s mean and std like images."""
+    from medfuse.data.video import load_video
+
+    clip = load_video(path, num_frames=config.video_frames, size=config.image_size, channels=config.channels)
+    frames = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32))
+    frames = frames.unsqueeze(1) if frames.ndim == 3 else frames.permute(0, 3, 1, 2)
+    mean, std = pipeline.mean.view(1, -1, 1, 1), pipeline.std.view(1, -1, 1, 1)
+    return (frames - mean) / std
 
 
 def _unpack_source(source: Any, config: Any, classes: Sequence[str] | None) -> tuple[Manifest, Any, Sequence[str] | None]:

@@ -1,4 +1,5 @@
-"""HTTP service: classify (dynamically batched), embed, retrieve, answer and draft reports; a clinician web page.
+"""HTTP service: classify (dynamically batched; images, text, vitals, audio, video), embed, retrieve, answer and
+draft reports (whole, or streamed as Server-Sent Events); a clinician web page; API docs served offline.
 
 >>> run_server(ServeConfig(checkpoint="runs/demo", index="runs/index"))   # doctest: +SKIP
 

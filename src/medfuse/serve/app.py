@@ -1,7 +1,9 @@
 """The HTTP service: versioned JSON endpoints, dynamic batching, limits, API keys and the clinician page.
 
-Endpoints: ``POST /v1/classify`` (batched), ``/v1/embed``, ``/v1/retrieve``, ``/v1/answer``, ``/v1/report``;
-``GET /v1/info``, ``/v1/stats``, ``/healthz``, ``/readyz``; the web page at ``/``; OpenAPI at ``/docs``.
+Endpoints: ``POST /v1/classify`` (batched; image, text, vitals, audio and video), ``/v1/embed``,
+``/v1/retrieve``, ``/v1/answer``, ``/v1/report`` and their Server-Sent Events forms ``/v1/answer/stream``,
+``/v1/report/stream``; ``GET /v1/info``, ``/v1/stats``, ``/healthz``, ``/readyz``; the web page at ``/``;
+the API's documentation at ``/docs``, served from this machine (:mod:`medfuse.serve.docs`).
 Every refusal is ``{"error": {"code", "message", "field"}}`` with a 4xx status; an unexpected failure is
 a 500 of the same shape without internals. Request bodies are never logged.
 
@@ -14,101 +16,34 @@ import hmac
 import logging
 import time
 import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
+from typing import Any
 
 from medfuse.core import require
 from medfuse.serve.batching import MicroBatcher
 from medfuse.serve.config import ServeConfig
-from medfuse.serve.engine import ModelInput, ModelService
+from medfuse.serve.engine import ModelService
 from medfuse.serve.errors import ApiError, error_body
-from medfuse.serve.inputs import Form, decode_upload, parse_vitals, read_form
+from medfuse.serve.inputs import Form, read_form
+from medfuse.serve.state import (
+    AUDIO_FIELD,
+    FILE_FIELDS,
+    IMAGE_FIELD,
+    TEXT_FIELD,
+    VIDEO_FIELD,
+    VITALS_FIELD,
+    ServiceState,
+    form_schema,
+    model_input,
+)
 
 log = logging.getLogger("medfuse.serve")
 
 STATIC = Path(__file__).parent / "static"
-T = TypeVar("T")
-
-
-class ServiceState:
-    """What the app holds between requests: the model service, index, batcher and counters."""
-
-    def __init__(self, cfg: ServeConfig) -> None:
-        self.cfg = cfg
-        self.service: ModelService | None = None
-        self.index: Any = None
-        self.batcher: MicroBatcher[ModelInput, dict[str, Any]] | None = None
-        self.executor: ThreadPoolExecutor | None = None
-        self.responses: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.latency: dict[str, deque[float]] = {}
-
-    def ready_service(self) -> ModelService:
-        if self.service is None:
-            raise ApiError("not_ready", "the model is still loading; retry shortly")
-        return self.service
-
-    async def run_model(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` in the model thread (never alongside a batch), within the request timeout."""
-        if self.executor is None:
-            raise ApiError("not_ready", "the model is still loading; retry shortly")
-        future = asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-        try:
-            return await asyncio.wait_for(future, self.cfg.request_timeout_s)
-        except TimeoutError:
-            raise ApiError("timeout", f"no answer within {self.cfg.request_timeout_s:g}s; retry later") from None
-
-    def percentiles(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for path, values in self.latency.items():
-            if values:
-                data = np.asarray(values)
-                out[path] = {f"p{q}": round(float(np.percentile(data, q)), 2) for q in (50, 95, 99)}
-        return out
-
-
-def _form_schema(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    schema = {"type": "object", "properties": properties, "required": list(required)}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
-
-
-IMAGE_FIELD = {"type": "string", "format": "binary", "description": "PNG, JPEG or DICOM file"}
-TEXT_FIELD = {"type": "string", "description": "clinical text (the report)"}
-VITALS_FIELD = {"type": "string", "description": 'JSON object of vital name -> number, e.g. {"heart_rate": 96}'}
-
-
-async def _model_input(state: ServiceState, form: Form, *, text_field: str = "text") -> tuple[ModelInput, dict[str, Any]]:
-    """Return the request's prepared inputs and what to echo about them (decoding off the event loop)."""
-    service, cfg = state.ready_service(), state.cfg
-    if "image" in form.fields:
-        raise ApiError("invalid_field", "'image' must be a file upload", "image")
-    reads = service.reads()
-    text = form.text(text_field, cfg.max_text_chars)
-    if text and not reads["text"] and text_field == "text":
-        raise ApiError("unsupported_input", "this model reads no text", text_field)
-    vitals = parse_vitals(form.fields.get("vitals"), service.vitals_names)
-    upload = form.files.get("image")
-    echo: dict[str, Any] = {"image": upload is not None, "text": bool(text), "format": None, "dicom": None,
-                            "vitals": [] if vitals is None else
-                            [n for n, v in zip(service.vitals_names, vitals) if np.isfinite(v)]}
-    if upload is None:
-        return ModelInput(text=text, vitals=vitals), echo
-    if not reads["image"]:
-        raise ApiError("unsupported_input", "this model reads no image", "image")
-    dc = service.config
-
-    def decode() -> ModelInput:
-        decoded = decode_upload(upload, channels=dc.channels, window=dc.window, frame=dc.frame, max_pixels=cfg.max_pixels)
-        echo.update(format=decoded.format, dicom=decoded.dicom)
-        return ModelInput(image=service.embedder.prepare(decoded.pixels), pixels=decoded.pixels, text=text, vitals=vitals)
-
-    return await asyncio.get_running_loop().run_in_executor(None, decode), echo
 
 
 def create_app(cfg: ServeConfig) -> Any:
@@ -122,6 +57,8 @@ def create_app(cfg: ServeConfig) -> Any:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from medfuse.serve import schemas as s
+    from medfuse.serve.answers import add_answer_routes, index_drafts
+    from medfuse.serve.docs import add_docs
 
     state = ServiceState(cfg)
 
@@ -145,10 +82,12 @@ def create_app(cfg: ServeConfig) -> Any:
         state.batcher.start()
         log.info("serving a %s model on %s", state.service.kind, state.service.device)
         yield
+        for stop in list(state.streams):
+            stop.set()  # generations still running end at their next piece
         await state.batcher.stop()
         state.executor.shutdown(wait=False)
 
-    app = FastAPI(title="medfuse", version="1", lifespan=lifespan,
+    app = FastAPI(title="medfuse", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Multimodal medical models: classify, embed, retrieve, answer, draft reports. "
                               "Research use; not a medical device.")
     app.state.medfuse = state
@@ -225,8 +164,7 @@ def create_app(cfg: ServeConfig) -> Any:
             "embed": True,
             "retrieve": state.index is not None,
             "answer": service.kind == "vqa" or service.generator is not None,
-            "report": service.generator is not None or (state.index is not None and state.index.has_texts
-                                                        and "image" in state.index.query_modalities()),
+            "report": service.generator is not None or index_drafts(state),
         }
         return {"model": model, "index": index, "endpoints": endpoints, "limits": cfg.public(),
                 "auth": cfg.api_key is not None}
@@ -237,13 +175,14 @@ def create_app(cfg: ServeConfig) -> Any:
         return {"batching": batcher.stats.to_dict() if batcher else {}, "responses": dict(state.responses),
                 "errors": dict(state.errors), "latency_ms": state.percentiles(), "pending": batcher.pending if batcher else 0}
 
-    @v1.post("/classify", response_model=s.ClassifyResponse, openapi_extra=_form_schema({
-        "image": IMAGE_FIELD, "text": TEXT_FIELD, "vitals": VITALS_FIELD,
+    @v1.post("/classify", response_model=s.ClassifyResponse, openapi_extra=form_schema({
+        "image": IMAGE_FIELD, "text": TEXT_FIELD, "vitals": VITALS_FIELD, "audio": AUDIO_FIELD, "video": VIDEO_FIELD,
         "explain": {"type": "boolean", "description": "add a Grad-CAM overlay"},
         "target": {"type": "string", "description": "label to explain (default: the top one)"},
-        "preview": {"type": "boolean", "description": "add the model's view of the image as PNG"}}))
+        "preview": {"type": "boolean", "description": "add the model's view of the image and of the clip's frames as PNG"}}))
     async def classify(request: Request) -> dict[str, Any]:
-        form = await form_of(request, ("image", "text", "vitals", "explain", "target", "preview"))
+        form = await form_of(request, ("image", "text", "vitals", "audio", "video", "explain", "target", "preview"),
+                             FILE_FIELDS)
         service = state.ready_service()
         if service.kind == "vqa":
             raise ApiError("wrong_model", "this model answers questions: use /v1/answer")
@@ -251,7 +190,7 @@ def create_app(cfg: ServeConfig) -> Any:
         target = form.text("target", 200)
         if target is not None and target not in service.outputs:
             raise ApiError("invalid_field", f"unknown label '{target}'; labels: {', '.join(service.outputs)}", "target")
-        item, echo = await _model_input(state, form)
+        item, echo = await model_input(state, form)
         if state.batcher is None:
             raise ApiError("not_ready", "the model is still loading; retry shortly")
         try:
@@ -264,12 +203,16 @@ def create_app(cfg: ServeConfig) -> Any:
             out["explanation"] = await state.run_model(service.explain, item, target)
         if preview and item.pixels is not None:
             out["image_png"] = await state.run_model(service.preview, item.pixels)
+        if preview and item.video is not None:
+            out["video_frames_png"] = await asyncio.get_running_loop().run_in_executor(None, service.video_preview,
+                                                                                       item.video)
         return out
 
-    @v1.post("/embed", response_model=s.EmbedResponse, openapi_extra=_form_schema(
-        {"image": IMAGE_FIELD, "text": TEXT_FIELD, "vitals": VITALS_FIELD}))
+    @v1.post("/embed", response_model=s.EmbedResponse, openapi_extra=form_schema(
+        {"image": IMAGE_FIELD, "text": TEXT_FIELD, "vitals": VITALS_FIELD, "audio": AUDIO_FIELD, "video": VIDEO_FIELD}))
     async def embed(request: Request) -> dict[str, Any]:
-        item, _ = await _model_input(state, await form_of(request, ("image", "text", "vitals")))
+        fields = ("image", "text", "vitals", "audio", "video")
+        item, _ = await model_input(state, await form_of(request, fields, FILE_FIELDS))
         out = await state.run_model(state.ready_service().embed, item)
         return {"request_id": rid(request), "normalized": True, **out}
 
@@ -278,58 +221,20 @@ def create_app(cfg: ServeConfig) -> Any:
             raise ApiError("not_implemented", "no retrieval index is loaded; start the server with --index DIR")
         return state.index
 
-    @v1.post("/retrieve", response_model=s.RetrieveResponse, openapi_extra=_form_schema({
+    @v1.post("/retrieve", response_model=s.RetrieveResponse, openapi_extra=form_schema({
         "image": IMAGE_FIELD, "text": TEXT_FIELD, "k": {"type": "integer", "minimum": 1, "maximum": 50},
         "thumbnails": {"type": "boolean"}}))
     async def retrieve(request: Request) -> dict[str, Any]:
         index = need_index()
         form = await form_of(request, ("image", "text", "k", "thumbnails"))
         k, thumbnails = form.integer("k", 5, 1, 50), form.flag("thumbnails")
-        item, _ = await _model_input(state, form)
+        item, _ = await model_input(state, form)
         if (item.image is None) == (not item.text):
             raise ApiError("missing_field", "give exactly one of an image or a text to search with", "image")
         hits = await state.run_model(lambda: index.search(item, k, thumbnails=thumbnails))
         return {"request_id": rid(request), "query": "image" if item.image is not None else "text", "hits": hits}
 
-    @v1.post("/answer", response_model=s.AnswerResponse, openapi_extra=_form_schema(
-        {"image": IMAGE_FIELD, "question": {"type": "string"}}, ("question",)))
-    async def answer(request: Request) -> dict[str, Any]:
-        form = await form_of(request, ("image", "question"))
-        question = form.text("question", min(cfg.max_text_chars, 2000))
-        if not question:
-            raise ApiError("missing_field", "ask a question", "question")
-        service = state.ready_service()
-        if service.kind != "vqa" and service.generator is None:
-            raise ApiError("not_implemented", f"this {service.kind} model does not answer questions, and "
-                           f"{service.generator_reason}")
-        item, _ = await _model_input(state, form, text_field="question")
-        out = await state.run_model(service.answer, item, question)
-        return {"request_id": rid(request), "question": question, **out}
-
-    @v1.post("/report", response_model=s.ReportResponse, openapi_extra=_form_schema(
-        {"image": IMAGE_FIELD, "text": {"type": "string", "description": "clinical context (generator only)"},
-         "k": {"type": "integer", "minimum": 1, "maximum": 10}}, ("image",)))
-    async def report(request: Request) -> dict[str, Any]:
-        from medfuse.serve.config import GenerationRequest
-
-        form = await form_of(request, ("image", "text", "k"))
-        service = state.ready_service()
-        k = form.integer("k", 3, 1, 10)
-        if "image" not in form.files:
-            raise ApiError("missing_field", "upload the image to report on", "image")
-        if service.generator is not None:
-            context = form.text("text", cfg.max_text_chars) or ""
-            item, _ = await _model_input(state, Form(files=form.files))
-            text = await state.run_model(service.generator, GenerationRequest("report", item.pixels, context))
-            return {"request_id": rid(request), "method": "generator", "draft": str(text),
-                    "note": "Generated by a model: review, correct and complete it before any use."}
-        if state.index is None or not state.index.has_texts or "image" not in state.index.query_modalities():
-            raise ApiError("not_implemented", "report drafting needs a generative model (--generator) or an index of "
-                           f"cases with texts searchable by image (--index); {service.generator_reason}")
-        item, _ = await _model_input(state, Form(files=form.files))
-        out = await state.run_model(state.index.draft, item, k)
-        return {"request_id": rid(request), **out}
-
+    add_answer_routes(v1, state, form_of, rid)
     app.include_router(v1)
 
     @app.get("/healthz", response_model=s.HealthResponse, tags=["health"])
@@ -347,6 +252,7 @@ def create_app(cfg: ServeConfig) -> Any:
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    add_docs(app, "medfuse")
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app
 

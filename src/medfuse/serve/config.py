@@ -27,6 +27,9 @@ class GenerationRequest:
 
 
 GeneratorFn = Callable[[GenerationRequest], str]
+"""A generator: request -> text. One that also has a ``stream(request) -> Iterable[str]`` method streams
+its text in pieces on ``/v1/answer/stream`` and ``/v1/report/stream`` (the pieces join to what the call
+returns); without it, a stream carries the whole text as one piece."""
 
 
 @dataclass
@@ -45,7 +48,14 @@ class ServeConfig:
     max_queue: requests waiting for the model beyond this are refused with 503 (overload).
     max_upload_bytes: largest request body; max_pixels: largest image (width x height x frames), checked
       from the header before any pixel is decoded (decompression bombs); max_text_chars: longest text.
-    request_timeout_s: a request waiting longer than this for the model gets 504.
+    request_timeout_s: a request waiting longer than this for the model gets 504; a streamed answer is
+      cut with a ``timeout`` error event when it has not finished within this time.
+    max_audio_bytes, max_audio_seconds: largest ``audio`` upload (WAV/FLAC) and longest recording, the
+      duration read from the header before any sample is decoded.
+    max_video_bytes, max_video_frames: largest ``video`` upload (MP4/AVI/DICOM cine) and most frames in the
+      clip, read from the header before decoding; each frame is also held to ``max_pixels``.
+    scratch_dir: where a decoder that needs a file (video) gets a private folder, removed as soon as the
+      clip is read; default ``/dev/shm`` (memory) when writable, else the system temporary folder.
     redact_texts: de-identify indexed case texts before returning them (``medfuse.text.deid``).
     log_level: the server's log level.
     """
@@ -64,6 +74,11 @@ class ServeConfig:
     max_pixels: int = 30_000_000
     max_text_chars: int = 20_000
     request_timeout_s: float = 30.0
+    max_audio_bytes: int = 10 * 1024 * 1024
+    max_audio_seconds: float = 300.0
+    max_video_bytes: int = 20 * 1024 * 1024
+    max_video_frames: int = 1000
+    scratch_dir: str | Path | None = None
     redact_texts: bool = True
     log_level: str = "info"
 
@@ -73,12 +88,15 @@ class ServeConfig:
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port: expected 0..65535, got {self.port!r}")
         for name, low in (("max_batch", 1), ("max_queue", 1), ("max_upload_bytes", 1024), ("max_pixels", 64),
-                          ("max_text_chars", 1)):
+                          ("max_text_chars", 1), ("max_audio_bytes", 1024), ("max_video_bytes", 1024),
+                          ("max_video_frames", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
         if not 0 <= float(self.max_wait_ms) <= 10_000:
             raise ConfigError(f"max_wait_ms: expected 0..10000, got {self.max_wait_ms!r}")
+        if not float(self.max_audio_seconds) > 0:
+            raise ConfigError(f"max_audio_seconds: expected > 0, got {self.max_audio_seconds!r}")
         if not float(self.request_timeout_s) > 0:
             raise ConfigError(f"request_timeout_s: expected > 0, got {self.request_timeout_s!r}")
         if self.api_key is not None and not str(self.api_key).strip():
@@ -103,4 +121,8 @@ class ServeConfig:
             "max_text_chars": self.max_text_chars,
             "max_batch": self.max_batch,
             "request_timeout_s": self.request_timeout_s,
+            "max_audio_bytes": self.max_audio_bytes,
+            "max_audio_seconds": self.max_audio_seconds,
+            "max_video_bytes": self.max_video_bytes,
+            "max_video_frames": self.max_video_frames,
         }

@@ -7,7 +7,7 @@ explanations place on the model cannot see another request's forward pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from medfuse.index.embed import Embedder, open_checkpoint
 from medfuse.models.inference import probabilities
 from medfuse.serve.config import GenerationRequest, ServeConfig
 from medfuse.serve.errors import ApiError
-from medfuse.serve.generation import load_generator
+from medfuse.serve.generation import GENERATED_NOTE, load_generator, stream_text
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +29,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class ModelInput:
     """One request's inputs, prepared: ``image`` ``(C, S, S)`` normalised, the decoded ``pixels`` (for
-    explanations and generators), ``text`` and ``vitals`` ``(F,)`` (NaN = missing); None when not given."""
+    explanations and generators), ``text``, ``vitals`` ``(F,)`` (NaN = missing), ``audio`` windows ``(W, T)``
+    and ``video`` frames ``(T, C, S, S)`` normalised; None when not given."""
 
     image: Tensor | None = None
     pixels: np.ndarray | None = None
     text: str | None = None
     vitals: np.ndarray | None = None
+    audio: Tensor | None = None
+    video: Tensor | None = None
 
 
 def _vitals_key(model: Any) -> str | None:
@@ -45,6 +48,39 @@ def _vitals_key(model: Any) -> str | None:
         if isinstance(encoder, VitalsMLPEncoder):
             return inputs.get(name, name)
     return None
+
+
+def _modality_key(model: Any, modality: str) -> str | None:
+    """Return the batch key of the model's encoder of ``modality`` (``audio``, ``video``), or None.
+
+    The kind is the encoder class's ``modality``; an instance's ``modality`` is the batch key it reads.
+    """
+    inputs = dict(getattr(model, "inputs", {}) or {})
+    for name, encoder in getattr(model, "encoders", {}).items():
+        if getattr(type(encoder), "modality", "") == modality:
+            return inputs.get(name, name)
+    return None
+
+
+def _audio_preparation(config: Any, extra: dict[str, Any]) -> Any:
+    """Return the ``AudioConfig`` recordings were prepared with in training: the data config's ``audio_prep``,
+    else the checkpoint's ``extra["audio"]``, else the dataset's defaults."""
+    from medfuse.core.config import from_dict
+    from medfuse.data.audio import AudioConfig
+
+    stored = getattr(config, "audio_prep", None) or extra.get("audio")
+    return from_dict(AudioConfig, dict(stored), where="audio") if isinstance(stored, dict) else AudioConfig()
+
+
+def _padded_windows(items: Sequence[ModelInput]) -> tuple[Tensor, Tensor]:
+    """Return the items' audio windows zero-padded to ``(B, W, T)`` and the ``(B, W)`` mask of real windows."""
+    clips = [i.audio if i.audio is not None else torch.zeros(0, 0) for i in items]
+    out = torch.zeros(len(clips), max(c.shape[0] for c in clips), max(c.shape[1] for c in clips))
+    mask = torch.zeros(out.shape[:2], dtype=torch.bool)
+    for row, clip in enumerate(clips):
+        out[row, : clip.shape[0], : clip.shape[1]] = clip
+        mask[row, : clip.shape[0]] = True
+    return out, mask
 
 
 class ModelService:
@@ -68,6 +104,10 @@ class ModelService:
         self.has_temperature = self.ckpt.extra.get("temperature") is not None
         self.vitals_key = _vitals_key(self.model) if self.kind != "dual_encoder" else None
         self.vitals_names = list(self.config.vitals or self.ckpt.preprocessing.get("vitals") or []) if self.vitals_key else []
+        dual = self.kind == "dual_encoder"
+        self.audio_key = _modality_key(self.model, "audio") if not dual else None
+        self.video_key = _modality_key(self.model, "video") if not dual else None
+        self.audio_config = _audio_preparation(self.config, self.ckpt.extra) if self.audio_key else None
         count = int(self.ckpt.config.head.num_outputs) if self.ckpt.config.head is not None else len(self.names or [])
         self.outputs = output_names(self.names, count) if self.kind != "dual_encoder" else list(self.names or [])
         self.thresholds: dict[str, float] | None = None
@@ -95,8 +135,10 @@ class ModelService:
                 "validation_ece": float(ece) if ece is not None else None, "note": note}
 
     def reads(self) -> dict[str, bool]:
+        """Return which inputs the model reads: image, text, vitals, audio, video."""
         return {"image": self.embedder.image_key is not None, "text": self.embedder.text_key is not None,
-                "vitals": self.vitals_key is not None}
+                "vitals": self.vitals_key is not None, "audio": self.audio_key is not None,
+                "video": self.video_key is not None}
 
     def info(self) -> dict[str, Any]:
         """Return what a client needs to build requests: inputs, labels, vitals names, calibration."""
@@ -110,6 +152,12 @@ class ModelService:
             "text_role": "question" if self.kind == "vqa" else ("report" if self.embedder.text_key else None),
             "vitals": self.vitals_names,
             "image": {"size": self.config.image_size, "channels": self.config.channels},
+            "audio": {"sample_rate": self.audio_config.sample_rate, "window_s": self.audio_config.window_s,
+                      "formats": ["wav", "flac"]} if self.audio_config is not None else None,
+            "video": {"frames": self.config.video_frames, "size": self.config.image_size,
+                      "formats": ["mp4", "avi", "mkv", "dicom"]} if self.video_key is not None else None,
+            "generator": self.generator is not None,
+            "streaming": self.generator is not None and callable(getattr(self.generator, "stream", None)),
             "calibration": self.calibration(),
             "explain": self.kind == "diagnosis" and self.embedder.image_key is not None,
             "card": {"name": card.name, "intended_use": card.intended_use, "limitations": card.limitations}
@@ -135,8 +183,18 @@ class ModelService:
             vitals = torch.from_numpy(np.stack([i.vitals if i.vitals is not None else blank for i in items]))
             batch[self.vitals_key] = vitals.to(self.device)
             present[self.vitals_key] = torch.isfinite(vitals).any(dim=1)
+        if self.audio_key is not None and any(i.audio is not None for i in items):
+            windows, mask = _padded_windows(items)
+            batch[self.audio_key], batch[f"{self.audio_key}_mask"] = windows.to(self.device), mask.to(self.device)
+            present[self.audio_key] = torch.tensor([i.audio is not None for i in items])
+        if self.video_key is not None and any(i.video is not None for i in items):
+            shape = next(i.video for i in items if i.video is not None).shape
+            batch[self.video_key] = torch.stack([i.video if i.video is not None else torch.zeros(shape)
+                                                 for i in items]).to(self.device)
+            present[self.video_key] = torch.tensor([i.video is not None for i in items])
         if not present:
-            raise ApiError("missing_field", "give at least one input the model reads (image, text or vitals)", "image")
+            names = ", ".join(name for name, read in self.reads().items() if read)
+            raise ApiError("missing_field", f"give at least one input the model reads ({names})", "image")
         batch["present"] = {k: v.to(self.device) for k, v in present.items()}
         return batch
 
@@ -225,6 +283,16 @@ class ModelService:
 
         return png_base64(self.embedder.prepare.display(pixels))
 
+    def video_preview(self, frames: Tensor) -> list[str]:
+        """Return the frames the model saw, ``(T, C, S, S)`` normalised, as base64 PNGs (browsers cannot play
+        DICOM cine or Motion JPEG)."""
+        from medfuse.serve.retrieval import png_base64
+
+        pipeline = self.embedder.prepare.pipeline
+        shown = (frames * pipeline.std.view(1, -1, 1, 1) + pipeline.mean.view(1, -1, 1, 1)).clamp(0.0, 1.0)
+        shown = shown[:, 0] if shown.shape[1] == 1 else shown.permute(0, 2, 3, 1)
+        return [png_base64(frame.numpy()) for frame in shown]
+
     # ------------------------------------------------------------------ embeddings, answers
     @torch.no_grad()
     def embed(self, item: ModelInput) -> dict[str, Any]:
@@ -254,6 +322,30 @@ class ModelService:
             raise ApiError("not_implemented", f"this {self.kind} model does not answer questions, and {self.generator_reason}")
         text = self.generator(GenerationRequest("answer", item.pixels, question))
         return {"method": "generator", "answer": str(text)}
+
+    def draft(self, item: ModelInput, context: str) -> dict[str, Any]:
+        """Return a report drafted by the generator for the image, with ``context`` (may be empty)."""
+        if self.generator is None:
+            raise ApiError("not_implemented", f"report drafting needs a generative model; {self.generator_reason}")
+        text = self.generator(GenerationRequest("report", item.pixels, context))
+        return {"method": "generator", "draft": str(text), "note": GENERATED_NOTE}
+
+    def answer_pieces(self, item: ModelInput, question: str) -> tuple[dict[str, Any], Iterator[str]]:
+        """Return the answer's other fields and its text in pieces: the generator's as it decodes, the
+        classifier's in one piece. The pieces join to :meth:`answer`'s ``answer``."""
+        if self.kind == "vqa":
+            out = self.answer(item, question)
+            return {"method": out["method"], "candidates": out["candidates"]}, iter([out["answer"]])
+        if self.generator is None:
+            raise ApiError("not_implemented", f"this {self.kind} model does not answer questions, and {self.generator_reason}")
+        return {"method": "generator"}, stream_text(self.generator, GenerationRequest("answer", item.pixels, question))
+
+    def draft_pieces(self, item: ModelInput, context: str) -> tuple[dict[str, Any], Iterator[str]]:
+        """Return the generated draft's other fields and its text in pieces (joined: :meth:`draft`'s ``draft``)."""
+        if self.generator is None:
+            raise ApiError("not_implemented", f"report drafting needs a generative model; {self.generator_reason}")
+        pieces = stream_text(self.generator, GenerationRequest("report", item.pixels, context))
+        return {"method": "generator", "note": GENERATED_NOTE}, pieces
 
 
 def _training_deid(deid: Any) -> Callable[[str], str] | None:

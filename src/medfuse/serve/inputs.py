@@ -2,7 +2,7 @@
 
 Nothing a client sends is written to disk: the body is read into memory (refused past
 ``max_upload_bytes``, before parsing), multipart parts are collected in memory, and images are decoded
-from bytes. Image dimensions are read from the header and checked against ``max_pixels`` before any
+from bytes (video clips, whose decoder reads files, are the one exception: see :mod:`medfuse.serve.media`). Image dimensions are read from the header and checked against ``max_pixels`` before any
 pixel is decoded. Upload file names are never echoed or logged (they often carry patient names), and
 of a DICOM header only modality, rows, columns and the display window are returned.
 """

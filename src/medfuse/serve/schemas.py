@@ -40,12 +40,30 @@ class DicomEcho(BaseModel):
     window: list[float] | None = Field(None, description="[center, width] used for display")
 
 
+class AudioEcho(BaseModel):
+    format: str = Field(description="wav | flac")
+    seconds: float = Field(description="length of the recording")
+    sample_rate: int = Field(description="the file's sample rate (the model's rate is in /v1/info)")
+    windows: int = Field(description="windows the recording was cut into for the model")
+
+
+class VideoEcho(BaseModel):
+    format: str = Field(description="mp4 | avi | mkv | dicom")
+    frames: int = Field(description="frames in the clip")
+    sampled: int = Field(description="frames the model saw, evenly spaced")
+    width: int
+    height: int
+    modality: str | None = Field(None, description="DICOM modality (e.g. US), after de-identification")
+
+
 class InputsUsed(BaseModel):
     image: bool
     format: str | None = Field(None, description="png | jpeg | dicom")
     dicom: DicomEcho | None = None
     text: bool
     vitals: list[str] = Field(default_factory=list, description="the vitals given (others are treated as missing)")
+    audio: AudioEcho | None = Field(None, description="the recording given, when one was")
+    video: VideoEcho | None = Field(None, description="the clip given, when one was")
 
 
 class ClassifyResponse(BaseModel):
@@ -61,6 +79,8 @@ class ClassifyResponse(BaseModel):
     inputs: InputsUsed
     explanation: Explanation | None = None
     image_png: str | None = Field(None, description="base64 PNG of the region the model saw (when preview=true)")
+    video_frames_png: list[str] | None = Field(None, description="base64 PNGs of the clip's frames the model saw "
+                                               "(when preview=true)")
     batch_size: int = Field(description="how many requests shared this forward pass")
 
 
@@ -142,8 +162,9 @@ class StatsResponse(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in (
-        (400, "malformed body"), (401, "missing or wrong X-API-Key"), (413, "upload, image or text too large"),
-        (415, "not multipart/JSON, or not a PNG/JPEG/DICOM file"), (422, "an invalid field"),
+        (400, "malformed body"), (401, "missing or wrong X-API-Key"),
+        (413, "upload, image, text, recording or clip too large"),
+        (415, "not multipart/JSON, or a file of a type the field does not take"), (422, "an invalid field"),
         (501, "not available for this model or index"), (503, "not ready or overloaded"), (504, "timed out"),
     )
 }

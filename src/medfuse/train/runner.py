@@ -52,7 +52,7 @@ def build_datasets(recipe: Recipe, out_dir: Path | None) -> tuple[Any, Any, Any]
     """Validate the manifest (quarantine written to ``out_dir``) and return (report, train set, val set)."""
     from medfuse.data import ManifestDataset, load_data_config, validate_manifest
 
-    cfg = load_data_config(recipe.data.columns or None, manifest=recipe.data.manifest)
+    cfg = _only_used_inputs(load_data_config(recipe.data.columns or None, manifest=recipe.data.manifest), recipe)
     quarantine = (out_dir / "quarantine.csv") if out_dir is not None else None
     if recipe.data.validate:
         source: Any = validate_manifest(recipe.data.manifest, cfg, quarantine_path=quarantine,
@@ -68,6 +68,28 @@ def build_datasets(recipe: Recipe, out_dir: Path | None) -> tuple[Any, Any, Any]
     if recipe.data.val_split:
         val = ManifestDataset(source, cfg, split=recipe.data.val_split, train=False, classes=train.classes, **common)
     return source, train, val
+
+
+INPUT_ROLES = {"image": None, "text": None, "vitals": [], "signal": None, "audio": None, "video": None}
+
+
+def _only_used_inputs(cfg: Any, recipe: Recipe) -> Any:
+    """Return ``cfg`` without the input columns a diagnosis model has no encoder for (nothing read, nothing checked).
+
+    A vitals-only model then neither decodes images nor quarantines rows for a broken image it never uses.
+    """
+    import dataclasses
+
+    model = recipe.model or {}
+    encoders = model.get("encoders") if isinstance(model, dict) else None
+    if recipe.task != "classification" or model.get("kind", "diagnosis") != "diagnosis" or not isinstance(encoders, dict):
+        return cfg
+    used = {str((enc or {}).get("modality") or name) for name, enc in encoders.items()}
+    unused = {role: empty for role, empty in INPUT_ROLES.items() if role not in used and getattr(cfg, role)}
+    if not unused or len(unused) == sum(1 for r in INPUT_ROLES if getattr(cfg, r)):
+        return cfg  # the encoders name none of the inputs (custom modality names): keep everything
+    log.info("inputs the model has no encoder for are not read: %s", ", ".join(sorted(unused)))
+    return dataclasses.replace(cfg, **unused)
 
 
 def _complete_model_config(recipe: Recipe, train: Any) -> Any:
@@ -218,6 +240,8 @@ def _finalise(task: Any, model: nn.Module, val: Any, recipe: Recipe, train: Any,
     """Fit the temperature and thresholds on the validation split (classification); returns checkpoint extras."""
     extra: dict[str, Any] = {"data": to_dict(train.config), "train_task": recipe.task, "recipe": to_dict(recipe),
                              "data_counts": data}
+    if getattr(train, "audio_config", None) is not None:  # read by predict and serve to prepare recordings
+        extra["audio"] = to_dict(train.audio_config)
     if val is None or len(val) == 0 or recipe.task not in ("classification", "vqa") or train.task == "regression":
         return extra
     from medfuse.data import build_loader

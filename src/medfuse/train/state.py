@@ -98,7 +98,7 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     seen: dict[int, str] = {}
     for k, v in model.state_dict().items():
-        t = v.detach().cpu()
+        t = v.detach().to("cpu", copy=True)  # a snapshot: on CPU, .cpu() would alias the live weights
         ptr = t.untyped_storage().data_ptr() if t.numel() else -1
         out[k] = t.clone().contiguous() if ptr in seen else t.contiguous()
         if ptr != -1:

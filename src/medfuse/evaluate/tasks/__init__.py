@@ -2,7 +2,7 @@
 
 Importing this package registers every task in :data:`EVAL_TASKS`: ``classification``, ``calibration``,
 ``zero_shot``, ``retrieval``, ``linear_probe``, ``few_shot``, ``vqa``, ``report_generation``,
-``robustness``, ``efficiency``, ``fairness`` and ``modality_comparison``.
+``robustness``, ``efficiency``, ``fairness``, ``modality_comparison`` and ``interpretability``.
 """
 
 from medfuse.evaluate.tasks import (
@@ -37,6 +37,7 @@ __all__ = [
     "classification",
     "efficiency",
     "fairness",
+    "interpret",
     "model_kind",
     "modality",
     "probe",

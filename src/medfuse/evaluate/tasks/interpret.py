@@ -27,7 +27,7 @@ def interpretability(ctx: EvalContext, *, samples: int = 6, encoder: str = "imag
     batch = to_device(batch, model_device(model))
     artifacts: dict[str, Any] = {}
     metrics: dict[str, dict[str, Any]] = {}
-    tower = model.encoders[encoder] if encoder in model.encoders else None
+    tower = model.encoders[encoder] if encoder in model.encoders else None  # noqa: SIM401 (a ModuleDict has no get)
     if isinstance(tower, TimmImageEncoder) and "image" in batch:
         names = ctx.output_names(int(model(batch).logits.shape[-1]))
         titles = [f"row {int(i)}" for i in batch["index"].tolist()]

@@ -22,7 +22,7 @@ from medfuse.models import LoadedCheckpoint, load_checkpoint
 log = logging.getLogger(__name__)
 
 # DataConfig fields that decide how a sample is prepared (they must match training).
-PREPARATION = ("image_size", "channels", "window", "frame", "resize", "mean", "std", "max_text_chars")
+PREPARATION = ("image_size", "channels", "window", "frame", "resize", "mean", "std", "max_text_chars", "audio_prep")
 
 
 def resolve_checkpoint(checkpoint: str | Path | LoadedCheckpoint) -> LoadedCheckpoint:

@@ -100,8 +100,13 @@ def conv_stack(in_channels: int, channels: tuple[int, ...] | list[int]) -> nn.Se
 class LogMelFrontend(nn.Module):
     """Waveform windows ``(N, T)`` -> log-mel images ``(N, 1, n_mels, frames)``, standardised per image.
 
-    Log-mel in dB (top_db clipped), then per-image zero mean / unit variance so recording gain and
-    device loudness do not shift the input; SpecAugment (Park et al. 2019) in training when enabled.
+    Log-mel in dB (top_db clipped), then standardised so recording gain and device loudness do not
+    shift the input: ``spec_norm="image"`` gives each image zero mean and unit variance;
+    ``"frequency"`` first removes each mel band's mean over time (cepstral mean normalisation: a
+    device's fixed frequency response is a per-band offset in dB), then divides by the image's standard
+    deviation. In training, ``eq_db > 0`` adds a random smooth gain curve within ``+-eq_db`` dB across
+    the mel bands of each image (another stethoscope's response), and SpecAugment (Park et al. 2019)
+    masks bands and spans when enabled.
     """
 
     def __init__(
@@ -114,9 +119,19 @@ class LogMelFrontend(nn.Module):
         fmax: float | None = None,
         top_db: float | None = 80.0,
         spec_augment: bool = False,
+        *,
+        spec_norm: str = "image",
+        eq_db: float = 0.0,
+        eq_points: int = 4,
     ) -> None:
         super().__init__()
+        check_choice("spec_norm", spec_norm, ["image", "frequency"])
+        if eq_db < 0 or eq_points < 2:
+            raise ConfigError(f"eq_db must be >= 0 and eq_points >= 2, got eq_db={eq_db}, eq_points={eq_points}")
         self.log_mel = LogMelSpectrogram(sample_rate, n_fft, hop_length, n_mels=n_mels, fmin=fmin, fmax=fmax, top_db=top_db)
+        self.spec_norm = spec_norm
+        self.eq_db = float(eq_db)
+        self.eq_points = int(eq_points)
         self.augment = (
             SpecAugment(freq_mask_param=max(1, n_mels // 8), time_mask_param=50, max_time_ratio=0.2)
             if spec_augment
@@ -127,14 +142,24 @@ class LogMelFrontend(nn.Module):
     def n_mels(self) -> int:
         return self.log_mel.n_mels
 
-    def forward(self, waveforms: Tensor) -> Tensor:
+    def random_eq(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Return ``n`` random gain curves ``(n, n_mels, 1)`` in dB: ``eq_points`` uniform draws in ``+-eq_db``, linearly interpolated."""
+        points = (torch.rand(n, 1, self.eq_points, generator=generator) * 2.0 - 1.0) * self.eq_db
+        curve = nn.functional.interpolate(points, size=self.n_mels, mode="linear", align_corners=True)
+        return curve.reshape(n, self.n_mels, 1)
+
+    def forward(self, waveforms: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Return standardised log-mel images ``(N, 1, n_mels, frames)`` for ``waveforms`` ``(N, T)``."""
         spec = self.log_mel(waveforms)
-        mean = spec.mean(dim=(-2, -1), keepdim=True)
-        std = spec.std(dim=(-2, -1), keepdim=True, unbiased=False).clamp(min=1e-5)
-        spec = (spec - mean) / std
+        if self.training and self.eq_db > 0:
+            spec = spec + self.random_eq(spec.shape[0], generator).to(device=spec.device, dtype=spec.dtype)
+        if self.spec_norm == "frequency":
+            spec = spec - spec.mean(dim=-1, keepdim=True)
+        else:
+            spec = spec - spec.mean(dim=(-2, -1), keepdim=True)
+        spec = spec / spec.std(dim=(-2, -1), keepdim=True, unbiased=False).clamp(min=1e-5)
         if self.augment is not None:
-            spec = self.augment(spec)
+            spec = self.augment(spec, generator)
         return spec.unsqueeze(1)
 
 
@@ -198,7 +223,9 @@ class AudioCNNEncoder(_WindowedAudioEncoder):
     """Log-mel + small 2-D CNN audio encoder: ``(B, T)`` or ``(B, W, T)`` -> ``(B, D)`` and time tokens.
 
     The CNN's feature map is averaged over frequency into one token per time step (``L ~ frames / 2^k``);
-    a window's vector is the mean plus the max of its tokens (Kong et al., PANNs, 2020).
+    a window's vector is the mean plus the max of its tokens (Kong et al., PANNs, 2020). ``spec_norm``,
+    ``eq_db`` and ``spec_augment`` set the :class:`LogMelFrontend`; with ``window_pool="mean"`` a clip's
+    vector is the mean of its windows' vectors.
     """
 
     def __init__(
@@ -214,13 +241,16 @@ class AudioCNNEncoder(_WindowedAudioEncoder):
         channels: tuple[int, ...] | list[int] = (16, 32, 64, 128),
         dropout: float = 0.1,
         spec_augment: bool = False,
+        spec_norm: str = "image",
+        eq_db: float = 0.0,
         window_pool: str = "attention",
         window_chunk: int | None = None,
     ) -> None:
         super().__init__(output_dim, window_pool, window_chunk)
         if not channels:
             raise ConfigError("audio_cnn: channels must name at least one block width")
-        self.frontend = LogMelFrontend(sample_rate, n_fft, hop_length, n_mels, fmin, fmax, spec_augment=spec_augment)
+        self.frontend = LogMelFrontend(sample_rate, n_fft, hop_length, n_mels, fmin, fmax, spec_augment=spec_augment,
+                                       spec_norm=spec_norm, eq_db=eq_db)
         self.cnn = conv_stack(1, tuple(channels))
         self.dropout = nn.Dropout(dropout)
         self.proj = nn.Linear(channels[-1], output_dim)
@@ -241,7 +271,7 @@ class AudioTimmEncoder(_WindowedAudioEncoder):
     stem summed to one channel; nothing is downloaded. CNN feature maps are averaged over frequency
     into time tokens; ViT-style backbones give their patch tokens. ``image_size`` resizes the log-mel
     image (for ViTs built for a fixed size). ``output_dim=None`` keeps the backbone's width; otherwise
-    linear projections map to it.
+    linear projections map to it. ``spec_norm``, ``eq_db`` and ``spec_augment`` set the :class:`LogMelFrontend`.
     """
 
     def __init__(
@@ -260,6 +290,8 @@ class AudioTimmEncoder(_WindowedAudioEncoder):
         fmax: float | None = None,
         image_size: tuple[int, int] | list[int] | None = None,
         spec_augment: bool = False,
+        spec_norm: str = "image",
+        eq_db: float = 0.0,
         window_pool: str = "attention",
         window_chunk: int | None = None,
         timm_kwargs: dict[str, Any] | None = None,
@@ -276,7 +308,8 @@ class AudioTimmEncoder(_WindowedAudioEncoder):
         self.backbone: Any = image_encoder.model
         self.backbone_name = image_encoder.arch
         self.load_report = image_encoder.load_report
-        self.frontend = LogMelFrontend(sample_rate, n_fft, hop_length, n_mels, fmin, fmax, spec_augment=spec_augment)
+        self.frontend = LogMelFrontend(sample_rate, n_fft, hop_length, n_mels, fmin, fmax, spec_augment=spec_augment,
+                                       spec_norm=spec_norm, eq_db=eq_db)
         self.image_size = tuple(image_size) if image_size is not None else None
         self.pooled_proj: nn.Module = nn.Identity() if dim == head_dim else nn.Linear(head_dim, dim)
         self.token_proj: nn.Module = nn.Identity() if dim == token_width else nn.Linear(token_width, dim)

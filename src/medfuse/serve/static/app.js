@@ -1,39 +1,8 @@
 // medfuse clinician page: talks to the /v1 API of the server that served it. No external resources.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const state = { info: null, file: null, objectUrl: null };
-
-function apiKey() {
-  return sessionStorage.getItem("medfuse-api-key") || "";
-}
-
-function showError(message) {
-  const box = $("error");
-  box.textContent = message;
-  box.hidden = !message;
-}
-
-async function api(path, body) {
-  const headers = {};
-  if (apiKey()) headers["X-API-Key"] = apiKey();
-  const response = await fetch(path, { method: body ? "POST" : "GET", body, headers });
-  let data = null;
-  try {
-    data = await response.json();
-  } catch (err) {
-    data = null;
-  }
-  if (!response.ok) {
-    if (response.status === 401) $("key-form").hidden = false;
-    const error = data && data.error ? data.error : { message: `HTTP ${response.status}` };
-    const where = error.field ? ` (${error.field})` : "";
-    const failure = new Error(`${error.message}${where}`);
-    failure.status = response.status;
-    throw failure;
-  }
-  return data;
-}
+// Loaded after api.js ($, api, streamApi, showError).
+const state = { info: null, file: null, objectUrl: null, audio: null, video: null, mediaUrls: {}, frames: [] };
 
 function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -67,6 +36,8 @@ async function loadInfo() {
     $("notice").textContent = `${model.card.intended_use} Research use only: not a medical device.`;
   }
   $("text-block").hidden = !(model.inputs.text && model.kind !== "vqa");
+  $("audio-block").hidden = !model.inputs.audio;
+  $("video-block").hidden = !model.inputs.video;
   buildVitals(model.vitals || []);
   $("explain").parentElement.hidden = !model.explain;
   $("qa-section").hidden = !endpoints.answer;
@@ -252,12 +223,16 @@ async function similarCases() {
 }
 
 async function classify() {
-  if (!state.file) {
-    showError("Choose an image first.");
+  if (!state.file && !state.audio && !state.video) {
+    const model = state.info ? state.info.model : null;
+    const media = model && (model.inputs.audio || model.inputs.video);
+    showError(media ? "Choose an image, a recording or a clip first." : "Choose an image first.");
     return;
   }
   showError("");
   const form = imageForm();
+  if (state.audio && !$("audio-block").hidden) form.append("audio", state.audio, "upload");
+  if (state.video && !$("video-block").hidden) form.append("video", state.video, isDicom(state.video) ? "upload.dcm" : "upload");
   try {
     const text = $("report").value.trim();
     if (text && !$("text-block").hidden) form.append("text", text);
@@ -276,6 +251,7 @@ async function classify() {
     $("results-empty").hidden = true;
     renderProbabilities(result);
     renderPictures(result);
+    renderFrames(result);
     await similarCases();
   } catch (err) {
     showError(err.message);
@@ -291,15 +267,34 @@ async function ask(event) {
   if (!question) return;
   const form = imageForm();
   form.append("question", question);
-  $("answer").textContent = "Thinking…";
+  const box = $("answer");
+  box.textContent = "Thinking…";
+  showError("");
   try {
-    const data = await api("/v1/answer", form);
+    let data;
+    if (streams()) {
+      let text = "";
+      box.classList.add("streaming");
+      data = await streamApi("/v1/answer/stream", form, (piece) => {
+        text += piece;
+        box.textContent = text;
+      });
+    } else {
+      data = await api("/v1/answer", form);
+    }
     const extra = data.candidates ? ` (${percent(data.candidates[data.answer] || 0)})` : "";
-    $("answer").textContent = `${data.answer}${extra}`;
+    box.textContent = `${data.answer}${extra}`;
   } catch (err) {
-    $("answer").textContent = "";
+    box.textContent = "";
     showError(err.message);
+  } finally {
+    box.classList.remove("streaming");
   }
+}
+
+// A generator writes answers and drafts token by token: read them from the streaming endpoints.
+function streams() {
+  return Boolean(state.info && state.info.model && state.info.model.generator);
 }
 
 async function draft() {
@@ -308,15 +303,32 @@ async function draft() {
     return;
   }
   const form = imageForm();
+  const text = $("report").value.trim();
+  if (text && streams()) form.append("text", text);
+  const area = $("draft-text");
   $("draft-note").textContent = "Drafting…";
+  $("draft").disabled = true;
+  showError("");
   try {
-    const data = await api("/v1/report", form);
-    $("draft-text").value = data.draft;
-    $("draft-text").hidden = false;
+    let data;
+    if (streams()) {
+      area.value = "";
+      area.hidden = false;
+      data = await streamApi("/v1/report/stream", form, (piece) => {
+        area.value += piece;
+        area.scrollTop = area.scrollHeight;
+      });
+    } else {
+      data = await api("/v1/report", form);
+    }
+    area.value = data.draft;
+    area.hidden = false;
     $("draft-note").textContent = data.note;
   } catch (err) {
     $("draft-note").textContent = "";
     showError(err.message);
+  } finally {
+    $("draft").disabled = false;
   }
 }
 
@@ -330,6 +342,7 @@ function setUpKey() {
 
 document.addEventListener("DOMContentLoaded", () => {
   setUpDrop();
+  setUpMedia();
   setUpKey();
   $("classify").addEventListener("click", classify);
   $("qa-form").addEventListener("submit", ask);
