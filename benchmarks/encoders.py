@@ -1,13 +1,16 @@
-"""Parameters, FLOPs and CPU latency of the image/text/signal encoders and of every registered fusion.
+"""Parameters, FLOPs and CPU latency of the image/text/signal/audio/video encoders and of every registered fusion.
 
 Prints one JSON document. FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` for one
 sample (a multiply-add counts as 2 FLOPs; operators it does not model, such as pooling and norms, add
 nothing). Latency is the median wall time of ``--runs`` forward passes in inference mode at batch 1 and 8,
 after warm-up, on the CPU threads torch uses by default. Text encoders are timed on already tokenised
-input, so tokenisation is not included.
+input, so tokenisation is not included. Audio encoders are timed on waveform windows (the log-mel
+frontend included), video encoders on decoded, normalised frames, ECG encoders on ``(C, T)`` waveforms:
+decoding files is not included.
 
     python benchmarks/encoders.py            # default sizes
     python benchmarks/encoders.py --quick    # tiny sizes, 2 runs: a smoke test
+    python benchmarks/encoders.py --threads 1
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,11 +34,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from medfuse.models import FUSIONS
 from medfuse.models.encoders import (
+    AudioCNNEncoder,
+    AudioTimmEncoder,
     HFTextEncoder,
     SignalCNN1dEncoder,
     SignalTransformerEncoder,
     TimmImageEncoder,
     TransformerTextEncoder,
+    VideoFramesEncoder,
     VitalsMLPEncoder,
 )
 from medfuse.models.fusion import build_fusion
@@ -43,8 +50,14 @@ from medfuse.models.fusion import build_fusion
 def count_flops(module: nn.Module, inputs: Any) -> int:
     """Return the FLOPs of one forward pass of ``module`` on ``inputs``."""
     counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        _call(module, inputs)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    # nn.TransformerEncoder's fused inference kernel hides its matrix products from the counter
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.inference_mode(), counter:
+            _call(module, inputs)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return int(counter.get_total_flops())
 
 
@@ -129,6 +142,63 @@ def encoder_cases(quick: bool) -> Iterator[tuple[str, str, Callable[[], nn.Modul
     yield (f"signal_transformer:C{channels}xT{steps}", "signal",
            lambda: SignalTransformerEncoder(channels, depth=2 if quick else 4),
            lambda b: torch.randn(b, channels, steps))
+    yield from ecg_cases(quick)
+    yield from audio_cases(quick)
+    yield from video_cases(quick)
+
+
+def _randn(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+
+
+def _inputs(*shape: int) -> Callable[[int], torch.Tensor]:
+    """Return ``batch -> (batch, *shape)`` fixed random input."""
+    return lambda batch: _randn(batch, *shape)
+
+
+def ecg_cases(quick: bool) -> Iterator[tuple[str, str, Callable[[], nn.Module], Callable[[int], Any]]]:
+    """Yield the waveform encoders on ECGs: the 3-lead 10 s 250 Hz records of ``medfuse synth --media`` and a
+    12-lead 10 s 500 Hz record (PhysioNet/CinC 2021); a quarter of the length with ``quick``."""
+    widths = (16, 32) if quick else (32, 64, 128)
+    for leads, rate in ((3, 250), (12, 500)):
+        steps = 10 * rate // (4 if quick else 1)
+        yield (f"signal_cnn1d:ecg {leads}-lead {rate}Hz T{steps}", "ecg",
+               partial(SignalCNN1dEncoder, leads, widths=widths), _inputs(leads, steps))
+        # 100 ms patches
+        yield (f"signal_transformer:ecg {leads}-lead {rate}Hz T{steps}", "ecg",
+               partial(SignalTransformerEncoder, leads, patch_size=rate // 10, depth=2 if quick else 4),
+               _inputs(leads, steps))
+
+
+def audio_cases(quick: bool) -> Iterator[tuple[str, str, Callable[[], nn.Module], Callable[[int], Any]]]:
+    """Yield the audio encoders on heart-sound windows: 5 s at 2 kHz (one window, as the data pipeline cuts
+    them), log-mel (64 mels, 10 ms hop) into the small CNN, or 128 mels into a timm ResNet-18; 1 s, 32 mels
+    and tiny widths with ``quick``."""
+    rate, seconds = 2000, (1 if quick else 5)
+    if quick:
+        cnn = partial(AudioCNNEncoder, 32, sample_rate=rate, n_mels=32, channels=(8, 16))
+    else:
+        cnn = partial(AudioCNNEncoder, sample_rate=rate)
+    yield f"audio_cnn:{seconds}s@{rate}Hz", "audio", cnn, _inputs(1, rate * seconds)
+    backbone = "test_resnet" if quick else "resnet18"
+    yield (f"audio_timm:{backbone} {seconds}s@{rate}Hz", "audio",
+           partial(AudioTimmEncoder, backbone, sample_rate=rate, n_mels=32 if quick else 128),
+           _inputs(1, rate * seconds))
+
+
+def video_cases(quick: bool) -> Iterator[tuple[str, str, Callable[[], nn.Module], Callable[[int], Any]]]:
+    """Yield the video encoder (a 2-D encoder per frame, then temporal pooling) on greyscale echo clips:
+    16 frames of 112x112 (EchoNet-Dynamic's size) with the small CNN and attention or Transformer pooling, and
+    with a timm ResNet-18 per frame; 4 frames of 32x32 and tiny widths with ``quick``."""
+    frames, size = (4, 32) if quick else (16, 112)
+    channels = (8, 16) if quick else (16, 32, 64, 128)
+    dim = 64 if quick else 128
+    for temporal in ("attention", "transformer"):
+        yield (f"video_frames:cnn+{temporal} {frames}x{size}", "video",
+               partial(VideoFramesEncoder, dim, channels=channels, temporal=temporal), _inputs(frames, 1, size, size))
+    backbone = "test_resnet" if quick else "resnet18"
+    yield (f"video_frames:{backbone}+attention {frames}x{size}", "video",
+           partial(VideoFramesEncoder, dim, backbone=backbone, in_chans=1), _inputs(frames, 1, size, size))
 
 
 def fusion_cases(quick: bool) -> Iterator[tuple[str, str, Callable[[], nn.Module], Callable[[int], Any]]]:
@@ -155,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 2 runs: a smoke test")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per setting (default 10; 2 with --quick)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
     runs = args.runs or (2 if args.quick else 10)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = [measure(n, g, b, i, runs) for n, g, b, i in (*encoder_cases(args.quick), *fusion_cases(args.quick))]
     doc = {

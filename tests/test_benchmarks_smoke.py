@@ -106,6 +106,25 @@ def test_demo_time_quick() -> None:
     assert doc["report_written"] is True
 
 
+def test_encoders_quick() -> None:
+    doc = run_benchmark("encoders.py", "--runs", "1", "--threads", "1")
+    assert doc["benchmark"] == "encoders" and doc["quick"] is True and doc["runs"] == 1 and doc["threads"] == 1
+    results = doc["results"]
+    assert not [r for r in results if "skipped" in r], [r for r in results if "skipped" in r]
+    groups = {r["group"] for r in results}
+    assert groups == {"image", "text", "signal", "ecg", "audio", "video", "fusion"}
+    for r in results:
+        assert positive(r["params"]) and positive(r["flops"]), r
+        assert positive(r["latency_ms"]["b1"]) and positive(r["latency_ms"]["b8"]), r
+    names = [r["name"] for r in results]
+    assert any(n.startswith("audio_cnn:") for n in names) and any(n.startswith("video_frames:cnn+") for n in names)
+    assert any(n.startswith("signal_cnn1d:ecg 3-lead 250Hz") for n in names)
+    flops = {r["name"]: r["flops"] for r in results if r["group"] == "video"}
+    # the Transformer over frames adds work the counter sees (its fused inference kernel is switched off)
+    attention, transformer = (next(v for k, v in flops.items() if f"cnn+{t}" in k) for t in ("attention", "transformer"))
+    assert transformer > attention
+
+
 # ------------------------------------------------------------------ what the benchmarks rely on
 @pytest.fixture
 def one_thread() -> Iterator[None]:

@@ -48,6 +48,7 @@ def test_manifest_schema_and_values(synth600: tuple[Path, list[dict[str, str]]])
         assert all(float(r[name]) > 0 for r in rows if r[name])
     first = Image.open(out / rows[0]["image_path"])
     assert first.mode == "L" and first.size == (128, 128)
+    assert not any((out / folder).exists() for folder in ("sounds", "echo", "ecg"))  # media only on request
     assert all((out / r["image_path"]).is_file() for r in rows[:: N // 20])
 
 
@@ -208,7 +209,8 @@ def test_dicom_output_matches_png(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"n": 0}, {"seed": -1}, {"image_size": 8}, {"split_fractions": (0.5, 0.2, 0.2)}, {"split_fractions": (0.0, 0.5, 0.5)}],
+    [{"n": 0}, {"seed": -1}, {"image_size": 8}, {"split_fractions": (0.5, 0.2, 0.2)}, {"split_fractions": (0.0, 0.5, 0.5)},
+     {"media": "all"}],
 )
 def test_bad_arguments(tmp_path: Path, kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):

@@ -36,7 +36,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from medfuse.data.synth import generate_synthetic
 
-    res = generate_synthetic(Path(args.out), n=args.n, seed=args.seed, image_size=args.image_size, dicom=args.dicom)
+    res = generate_synthetic(Path(args.out), n=args.n, seed=args.seed, image_size=args.image_size, dicom=args.dicom,
+                             media=args.media)
     print(f"wrote {res.n_rows} studies of {res.n_patients} patients to {res.manifest_path}")
     return 0
 
@@ -124,8 +125,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from medfuse.serve import ServeConfig, run_server
 
+    limits = {name: value for name, value in (
+        ("max_upload_bytes", None if args.max_upload_mb is None else int(args.max_upload_mb * 1024 * 1024)),
+        ("max_video_bytes", None if args.max_video_mb is None else int(args.max_video_mb * 1024 * 1024)),
+        ("max_audio_seconds", args.max_audio_seconds), ("max_video_frames", args.max_video_frames),
+        ("request_timeout_s", args.timeout)) if value is not None}
     run_server(ServeConfig(checkpoint=args.checkpoint, host=args.host, port=args.port, index=args.index,
-                           api_key=args.api_key, generator=args.generator))
+                           api_key=args.api_key, generator=args.generator, **limits))
     return 0
 
 
@@ -176,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--image-size", type=int, default=128)
     sp.add_argument("--dicom", action="store_true", help="also write DICOM files")
+    sp.add_argument("--media", action="store_true", help="also write a heart sound, echo clip and ECG per study")
 
     sp = add("validate", cmd_validate, "check a manifest; bad rows listed with reasons")
     sp.add_argument("manifest")
@@ -249,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--index", help="FAISS index directory for /v1/retrieve")
     sp.add_argument("--generator", help="generative checkpoint for /v1/answer and /v1/report")
     sp.add_argument("--api-key", help="require this key in the X-API-Key header")
+    sp.add_argument("--max-upload-mb", type=float, help="largest request body in MiB (default 20)")
+    sp.add_argument("--max-video-mb", type=float, help="largest video upload in MiB (default 20; within --max-upload-mb)")
+    sp.add_argument("--max-audio-seconds", type=float, help="longest audio upload in seconds (default 300)")
+    sp.add_argument("--max-video-frames", type=int, help="most frames in a video upload (default 1000)")
+    sp.add_argument("--timeout", type=float, help="seconds a request may wait for the model, or a stream run (default 30)")
 
     sp = add("models", cmd_models, "registered encoders, fusions, losses, tasks")
     msub = sp.add_subparsers(dest="models_cmd")

@@ -8,7 +8,7 @@ optional ``preset`` key whose values the other keys override) or None into a :cl
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ PRESETS: Registry[Callable[[], DataConfig]] = Registry("data preset")
 
 SYNTHETIC_FINDINGS = ["consolidation", "effusion", "cardiomegaly", "nodule", "pneumothorax"]
 SYNTHETIC_VITALS = ["heart_rate", "resp_rate", "spo2", "temperature", "wbc", "crp"]
+SYNTHETIC_MEDIA = {"audio": "heart_sound_path", "video": "echo_path", "signal": "ecg_path"}
 
 # Columns whose presence identifies each preset; the preset with the most matching columns wins.
 _SIGNATURES: dict[str, frozenset[str]] = {
@@ -31,6 +32,7 @@ _SIGNATURES: dict[str, frozenset[str]] = {
     "heartsound2016": frozenset({"audio_path", "record_id", "label_name"}),
     "ecg_cinc2021": frozenset({"record_path", "record_id", "dx_names"}),
     "synthetic": frozenset({"image_path", "patient_id", "report", *SYNTHETIC_FINDINGS}),
+    "synthetic_media": frozenset({"image_path", "patient_id", "report", *SYNTHETIC_FINDINGS, *SYNTHETIC_MEDIA.values()}),
 }
 
 
@@ -94,6 +96,20 @@ def synthetic() -> DataConfig:
     return DataConfig(
         image="image_path", text="report", labels=list(SYNTHETIC_FINDINGS), task="multilabel",
         vitals=list(SYNTHETIC_VITALS), patient="patient_id", split="split", subgroups=["sex", "age", "view"],
+    )
+
+
+@PRESETS.register("synthetic_media")
+def synthetic_media() -> DataConfig:
+    """``medfuse synth --media``: the synthetic set plus heart sound (audio), echo clip (video) and 3-lead ECG (signal).
+
+    Heart sounds are 5 s at 2 kHz (one 5 s window each), ECGs 10 s at 250 Hz (2500 samples); clips are
+    sampled to 16 frames at ``image_size``.
+    """
+    return replace(
+        synthetic(), audio=SYNTHETIC_MEDIA["audio"], video=SYNTHETIC_MEDIA["video"], signal=SYNTHETIC_MEDIA["signal"],
+        signal_rate=250.0, signal_length=2500, video_frames=16,
+        audio_prep={"sample_rate": 2000, "band": (25.0, 400.0), "window_s": 5.0, "hop_s": 2.5},
     )
 
 

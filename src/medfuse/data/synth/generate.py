@@ -1,10 +1,14 @@
-"""Write the synthetic multimodal chest data set: images (PNG, optionally DICOM), reports, vitals, labels.
+"""Write the synthetic multimodal chest data set: images (PNG, optionally DICOM), reports, vitals, labels,
+and on request a heart sound, an echo clip and an ECG per study.
 
 The result is a folder with ``images/`` and ``manifest.csv`` (image paths relative to the
 manifest's folder) plus ``synth.json`` describing how it was made. A patient's chest (anatomy
 per view) is drawn once and reused on each of their films; findings, film noise, report and
 vitals come from random streams of their own per study, so the same seed gives byte-identical
-files and changing how reports are worded never changes an image.
+files and changing how reports are worded never changes an image. With ``media=True`` the
+recordings (``sounds/``, ``echo/``, ``ecg/``; see :mod:`medfuse.data.synth.media`) follow one
+:class:`~medfuse.data.synth.cardiac.CardiacState` per study, drawn from the same findings and the
+study's heart rate, on streams of their own: the other files are the same with or without them.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from medfuse.data.synth.anatomy import (
     make_grid,
     sample_geometry,
 )
+from medfuse.data.synth.cardiac import CardiacState, sample_state, sample_traits
 from medfuse.data.synth.cohort import Study, sample_cohort, split_patients
 from medfuse.data.synth.findings import FIELD_OF_VIEW_MM, LABELS, render_image
+from medfuse.data.synth.media import MEDIA_COLUMNS, MEDIA_FORMATS, make_media_folders, write_study_media
 from medfuse.data.synth.reports import write_report
-from medfuse.data.synth.vitals import VITALS, sample_vitals
+from medfuse.data.synth.vitals import VITALS, hide_missing, true_vitals
 
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = (
@@ -38,8 +44,14 @@ MANIFEST_COLUMNS = (
 )
 MANIFEST_NAME = "manifest.csv"
 
-# Independent random streams (per patient for anatomy, per study for the rest).
+# Independent random streams (per patient for anatomy and cardiac traits, per study for the rest).
 _STREAM_COHORT, _STREAM_SPLIT, _STREAM_IMAGE, _STREAM_REPORT, _STREAM_VITALS, _STREAM_ANATOMY = range(6)
+_STREAM_TRAITS, _STREAM_HEART, _STREAM_SOUND, _STREAM_CLIP, _STREAM_ECG = range(6, 11)
+
+
+def manifest_columns(media: bool = False) -> tuple[str, ...]:
+    """Return the manifest's columns: :data:`MANIFEST_COLUMNS`, with the media paths after ``image_path``."""
+    return (MANIFEST_COLUMNS[0], *MEDIA_COLUMNS, *MANIFEST_COLUMNS[1:]) if media else MANIFEST_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class SynthResult:
     image_size: int
     dicom: bool
     seconds: float
+    media: bool = False
 
 
 def _check_args(n: int, seed: int, image_size: int, split_fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -81,6 +94,7 @@ def generate_synthetic(
     image_size: int = 128,
     dicom: bool = False,
     split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    media: bool = False,
 ) -> SynthResult:
     """Return a summary after writing ``n`` synthetic chest studies and ``manifest.csv`` under ``out_dir``.
 
@@ -90,11 +104,21 @@ def generate_synthetic(
     8-bit greyscale PNG; with ``dicom=True`` each study also gets a 16-bit DX DICOM file (sex,
     age, view, rescale and window in the header) and ``image_path`` points at it. Splits are by
     patient, with study counts close to ``split_fractions``.
+
+    ``media=True`` adds, after ``image_path``, ``heart_sound_path`` (5 s WAV at 2 kHz: S1/S2 at the
+    study's heart rate, a systolic murmur, an S3 gallop), ``echo_path`` (16-frame 64x64 AVI: a
+    beating ventricle whose fractional area change is small with a reduced ejection fraction) and
+    ``ecg_path`` (10 s 3-lead WFDB record at 250 Hz: irregular beats in atrial fibrillation, ST
+    changes); the ``synthetic_media`` preset reads them (see :mod:`medfuse.data.synth.cardiac`).
     """
     fractions = _check_args(n, seed, image_size, split_fractions)
+    if not isinstance(media, bool):
+        raise ConfigError(f"media: expected True or False, got {media!r}")
     start = time.perf_counter()
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    if media:
+        make_media_folders(out)
     studies = sample_cohort(int(n), np.random.default_rng([seed, _STREAM_COHORT]))
     split_of = split_patients(studies, fractions, np.random.default_rng([seed, _STREAM_SPLIT]), SPLITS)
     grid = make_grid(int(image_size))
@@ -107,12 +131,13 @@ def generate_synthetic(
                 anatomy = {k: v for k, v in anatomy.items() if k[0] == key[0]}
                 anatomy[key] = _draw_patient(grid, study, seed)
             geometry, layers = anatomy[key]
-            rows.append(_write_study(out, study, split_of[study.patient.patient_id], grid, geometry, layers, seed, dicom))
+            split = split_of[study.patient.patient_id]
+            rows.append(_write_study(out, study, split, grid, geometry, layers, seed, dicom, media))
             bar.update(1)
 
     manifest = out / MANIFEST_NAME
     with manifest.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(fh, fieldnames=manifest_columns(media), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     split_counts = {name: sum(1 for r in rows if r["split"] == name) for name in SPLITS}
@@ -122,11 +147,13 @@ def generate_synthetic(
         "generator": "medfuse.data.synth", "n": int(n), "seed": int(seed), "image_size": int(image_size),
         "dicom": bool(dicom), "split_fractions": list(fractions), "split_counts": split_counts,
         "n_patients": n_patients, "prevalence": prevalence, "labels": list(LABELS), "vitals": list(VITALS),
+        "media": MEDIA_FORMATS if media else {},
     }
     (out / "synth.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return SynthResult(
         out_dir=out, manifest_path=manifest, n_rows=len(rows), n_patients=n_patients, split_counts=split_counts,
         prevalence=prevalence, image_size=int(image_size), dicom=bool(dicom), seconds=time.perf_counter() - start,
+        media=media,
     )
 
 
@@ -139,7 +166,8 @@ def _draw_patient(grid: Grid, study: Study, seed: int) -> tuple[ChestGeometry, C
 
 
 def _write_study(
-    out: Path, study: Study, split: str, grid: Grid, geometry: ChestGeometry, layers: ChestLayers, seed: int, dicom: bool
+    out: Path, study: Study, split: str, grid: Grid, geometry: ChestGeometry, layers: ChestLayers, seed: int, dicom: bool,
+    media: bool = False,
 ) -> dict[str, object]:
     """Return the manifest row of ``study`` after writing its image file(s)."""
     from PIL import Image
@@ -160,11 +188,27 @@ def _write_study(
         )
         image_path = f"{stem}.dcm"
     report = write_report(np.random.default_rng([seed, _STREAM_REPORT, study.row]), study.findings, study.view)
-    vitals = sample_vitals(np.random.default_rng([seed, _STREAM_VITALS, study.row]), study.findings, study.age)
-    row: dict[str, object] = {
-        "image_path": image_path, "patient_id": patient.patient_id, "study_id": study.study_id, "split": split,
+    vitals_rng = np.random.default_rng([seed, _STREAM_VITALS, study.row])
+    truth = true_vitals(vitals_rng, study.findings, study.age)
+    vitals = hide_missing(vitals_rng, truth)
+    row: dict[str, object] = {"image_path": image_path}
+    if media:
+        state = cardiac_state(study, truth["heart_rate"], seed)
+        sound_rng, clip_rng, ecg_rng = (np.random.default_rng([seed, s, study.row])
+                                        for s in (_STREAM_SOUND, _STREAM_CLIP, _STREAM_ECG))
+        row.update(write_study_media(out, stem.removeprefix("images/"), state, (sound_rng, clip_rng, ecg_rng),
+                                     comments={"Age": study.age, "Sex": patient.sex}))
+    row.update({
+        "patient_id": patient.patient_id, "study_id": study.study_id, "split": split,
         "sex": patient.sex, "age": study.age, "view": study.view, "report": report.text,
-    }
+    })
     row.update({name: "" if value is None else value for name, value in vitals.items()})
     row.update(study.labels())
     return row
+
+
+def cardiac_state(study: Study, heart_rate: float, seed: int) -> CardiacState:
+    """Return the heart behind ``study``: its patient's traits (one stream per patient) and the study's state."""
+    patient = study.patient
+    traits = sample_traits(np.random.default_rng([seed, _STREAM_TRAITS, patient.index]), patient.cardiomegaly, patient.age)
+    return sample_state(np.random.default_rng([seed, _STREAM_HEART, study.row]), traits, study.findings, heart_rate)

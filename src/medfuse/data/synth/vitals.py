@@ -21,6 +21,15 @@ def sample_vitals(
     rng: np.random.Generator, findings: dict[str, Finding], age: int, *, missing_rate: float = MISSING_RATE
 ) -> dict[str, float | None]:
     """Return one study's vitals and labs (keys: :data:`VITALS`); each is None with ``missing_rate``."""
+    return hide_missing(rng, true_vitals(rng, findings, age), missing_rate)
+
+
+def true_vitals(rng: np.random.Generator, findings: dict[str, Finding], age: int) -> dict[str, float]:
+    """Return one study's vitals and labs (keys: :data:`VITALS`), none missing.
+
+    The heart sound, echo clip and ECG of a study beat at this ``heart_rate`` even when the
+    manifest's cell is left empty.
+    """
     consolidation = findings["consolidation"]
     pneumothorax = findings["pneumothorax"]
     effusion = findings["effusion"]
@@ -37,7 +46,7 @@ def sample_vitals(
     temperature = rng.normal(36.8, 0.35) + pneumonia * rng.uniform(0.8, 2.2)
     wbc = np.exp(rng.normal(np.log(7.5), 0.25)) + pneumonia * rng.uniform(2.0, 9.0)
     crp = np.exp(rng.normal(np.log(4.0), 0.8)) + pneumonia * np.exp(rng.normal(np.log(70), 0.5))
-    values: dict[str, float | None] = {
+    return {
         "heart_rate": float(round(np.clip(heart_rate, 40, 180))),
         "resp_rate": float(round(np.clip(resp_rate, 8, 45))),
         "spo2": float(round(np.clip(spo2 + rng.normal(0, 1.0), 70, 100))),
@@ -45,7 +54,12 @@ def sample_vitals(
         "wbc": float(round(np.clip(wbc, 1.0, 40.0), 1)),
         "crp": float(round(np.clip(crp, 0.5, 400.0), 1)),
     }
+
+
+def hide_missing(rng: np.random.Generator, values: dict[str, float], missing_rate: float = MISSING_RATE) -> dict[str, float | None]:
+    """Return ``values`` with each entry replaced by None with probability ``missing_rate`` (in :data:`VITALS` order)."""
+    out: dict[str, float | None] = dict(values)
     for name in VITALS:
         if rng.random() < missing_rate:
-            values[name] = None
-    return values
+            out[name] = None
+    return out
