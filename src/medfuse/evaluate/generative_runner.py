@@ -18,12 +18,12 @@ import numpy as np
 
 from medfuse.core.config import to_dict
 from medfuse.core.errors import ConfigError
-from medfuse.data import ManifestDataset, build_loader, read_manifest, validate_manifest
+from medfuse.data import build_loader
 from medfuse.evaluate.generative import GenerativeEvalConfig, answer_kinds, collect_rows, evaluate_generative
 from medfuse.evaluate.metrics import vqa_score
-from medfuse.evaluate.results import EvaluationResult, TaskResult, build_results, metric_entry, write_results
+from medfuse.evaluate.results import EvaluationResult, TaskResult, build_results, metric_entry
 from medfuse.evaluate.tasks.base import multi_interval
-from medfuse.evaluate.tasks.sources import data_config_for
+from medfuse.evaluate.tasks.efficiency import parameter_counts
 
 log = logging.getLogger(__name__)
 
@@ -82,22 +82,17 @@ def evaluate_vlm_checkpoint(
     seed: int,
 ) -> EvaluationResult:
     """Evaluate the vision-language checkpoint in ``directory`` on ``manifest``'s split; write results and report."""
-    from medfuse.evaluate.runner import _write_report, choose_split
+    from medfuse.evaluate.runner import read_split, split_summary, write_outputs
     from medfuse.models.generative import AnswerBank, load_vlm
 
     loaded = load_vlm(directory)
-    rows = read_manifest(manifest)
-    data_cfg = data_config_for(loaded, rows.columns, settings.data, path=rows.path)  # type: ignore[arg-type]
-    quarantine = out / f"{Path(manifest).stem}.quarantine.csv"
-    report = validate_manifest(rows, data_cfg, quarantine_path=quarantine, decode=settings.decode_check)
-    chosen = choose_split(report, split)
-    dataset = ManifestDataset(report, data_cfg, split=chosen, max_rows=settings.max_rows)
-    if len(dataset) == 0:
-        raise ConfigError(f"{rows.where()}: split '{chosen}' has no rows left after validation; see {quarantine}")
+    data = read_split(loaded, manifest, split, out, settings)
+    dataset = data.dataset
     cfg = _eval_settings(loaded, settings, seed)
     bank_data = loaded.extra.get("answer_bank")
     bank = AnswerBank.from_dict(bank_data) if isinstance(bank_data, Mapping) and bank_data else None
-    log.info("evaluating vision-language model %s on %s split %r (%d rows)", directory, rows.name, chosen, len(dataset))
+    log.info("evaluating vision-language model %s on %s split %r (%d rows)", directory, data.rows.name, data.split,
+             len(dataset))
     batches = collect_rows(build_loader(dataset, batch_size=cfg.batch_size), cfg)
     result = evaluate_generative(loaded.model, batches, bank=bank, config=cfg)
     metrics = _intervals(result, settings, seed)
@@ -106,22 +101,16 @@ def evaluate_vlm_checkpoint(
                                                    "constrained_closed": cfg.constrained_closed}, n=len(result.rows.targets))
     card = loaded.card.to_dict() if loaded.card is not None else {}
     results = build_results(
-        task=task, split=chosen, n=entry.n, metrics=metrics, subgroups={},
-        config={"checkpoint": str(directory), "manifest": str(manifest), "split": chosen, "tasks": [task],
-                "overrides": list(overrides), "evaluate": to_dict(settings), "data": to_dict(data_cfg),
+        task=task, split=data.split, n=entry.n, metrics=metrics, subgroups={},
+        config={"checkpoint": str(directory), "manifest": str(manifest), "split": data.split, "tasks": [task],
+                "overrides": list(overrides), "evaluate": to_dict(settings), "data": to_dict(data.data_cfg),
                 "model": to_dict(loaded.config)},
-        tasks={task: entry.to_dict()}, artifacts={"results": "results.json", "quarantine": str(report.quarantine_path or quarantine)},
-        model_card={**card, "kind": "vlm", "parameters": sum(p.numel() for p in loaded.model.parameters()),
-                    "versions": dict(loaded.versions), "checkpoint": str(directory)},
-        data={**report.to_dict(), "split": chosen, "rows_evaluated": len(dataset), "failed_samples": dataset.n_failed},
-        seed=int(seed),
+        tasks={task: entry.to_dict()},
+        artifacts={"results": "results.json", "quarantine": str(data.report.quarantine_path or data.quarantine)},
+        model_card={**card, "kind": "vlm", **parameter_counts(loaded.model), "versions": dict(loaded.versions),
+                    "checkpoint": str(directory)},
+        data=split_summary(data), seed=int(seed),
     )
-    path = write_results(results, out)
-    report_path = _write_report(results, out)
-    if report_path is not None:
-        results["artifacts"]["report"] = report_path.name if report_path.parent == out else str(report_path)
-        path = write_results(results, out)
-    return EvaluationResult(results=results, out_dir=out, results_path=path, report_path=report_path)
-
+    return write_outputs(results, out)
 
 __all__ = ["evaluate_vlm_checkpoint", "vlm_directory"]

@@ -13,6 +13,7 @@ import logging
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,47 @@ def _write_report(results: dict[str, Any], out: Path) -> Path | None:
         return None
 
 
+@dataclass
+class EvaluatedSplit:
+    """The manifest read for a checkpoint: its data config, the validation report, the split and its rows."""
+
+    rows: Any
+    data_cfg: Any
+    report: ValidationReport
+    split: str | None
+    dataset: ManifestDataset
+    quarantine: Path
+
+
+def read_split(model: Any, manifest: str | Path, split: str | None, out_dir: Path, settings: EvalConfig) -> EvaluatedSplit:
+    """Read ``manifest`` with ``model``'s stored data config, validate it (quarantine in ``out_dir``), pick the split."""
+    rows = read_manifest(manifest)
+    data_cfg = data_config_for(model, rows.columns, settings.data, path=rows.path)
+    quarantine = out_dir / f"{Path(manifest).stem}.quarantine.csv"
+    report = validate_manifest(rows, data_cfg, quarantine_path=quarantine, decode=settings.decode_check)
+    chosen = choose_split(report, split)
+    dataset = ManifestDataset(report, data_cfg, split=chosen, max_rows=settings.max_rows)
+    if len(dataset) == 0:
+        raise ConfigError(f"{rows.where()}: split '{chosen}' has no rows left after validation; see {quarantine}")
+    return EvaluatedSplit(rows, data_cfg, report, chosen, dataset, quarantine)
+
+
+def split_summary(data: EvaluatedSplit) -> dict[str, Any]:
+    """Return the ``data`` entry of ``results.json``: validation counts, the split and the rows evaluated."""
+    return {**data.report.to_dict(), "split": data.split, "rows_evaluated": len(data.dataset),
+            "failed_samples": data.dataset.n_failed}
+
+
+def write_outputs(results: dict[str, Any], out_dir: Path) -> EvaluationResult:
+    """Write ``results.json`` and ``report.html`` (linked from the results) to ``out_dir``."""
+    path = write_results(results, out_dir)
+    report_path = _write_report(results, out_dir)
+    if report_path is not None:
+        results["artifacts"]["report"] = report_path.name if report_path.parent == out_dir else str(report_path)
+        path = write_results(results, out_dir)
+    return EvaluationResult(results=results, out_dir=out_dir, results_path=path, report_path=report_path)
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path | LoadedCheckpoint,
     manifest: str | Path,
@@ -180,14 +222,8 @@ def evaluate_checkpoint(
             return evaluate_vlm_checkpoint(vlm, manifest, split=split, out=out_dir, settings=settings,
                                            overrides=overrides, seed=seed)
     ckpt = resolve_checkpoint(checkpoint)
-    rows = read_manifest(manifest)
-    data_cfg = data_config_for(ckpt, rows.columns, settings.data, path=rows.path)
-    quarantine = out_dir / f"{Path(manifest).stem}.quarantine.csv"
-    report = validate_manifest(rows, data_cfg, quarantine_path=quarantine, decode=settings.decode_check)
-    chosen = choose_split(report, split)
-    dataset = ManifestDataset(report, data_cfg, split=chosen, max_rows=settings.max_rows)
-    if len(dataset) == 0:
-        raise ConfigError(f"{rows.where()}: split '{chosen}' has no rows left after validation; see {quarantine}")
+    data = read_split(ckpt, manifest, split, out_dir, settings)
+    rows, data_cfg, report, chosen, dataset = data.rows, data.data_cfg, data.report, data.split, data.dataset
     ctx = EvalContext(
         model=ckpt.model, dataset=dataset, config=settings, seed=int(seed),
         label_names=list(ckpt.label_names) if ckpt.label_names else None, thresholds=ckpt.thresholds,
@@ -207,15 +243,8 @@ def evaluate_checkpoint(
         config={"checkpoint": str(ckpt.path) if ckpt.path else str(checkpoint), "manifest": str(manifest),
                 "split": chosen, "tasks": names, "overrides": list(overrides), "evaluate": to_dict(settings),
                 "data": to_dict(data_cfg), "model": to_dict(ckpt.config)},
-        tasks=entries, artifacts={"results": "results.json", "quarantine": str(report.quarantine_path or quarantine)},
-        model_card=_model_card(ckpt, ctx),
-        data={**report.to_dict(), "split": chosen, "rows_evaluated": len(dataset), "failed_samples": dataset.n_failed},
-        seed=int(seed),
+        tasks=entries, artifacts={"results": "results.json", "quarantine": str(report.quarantine_path or data.quarantine)},
+        model_card=_model_card(ckpt, ctx), data=split_summary(data), seed=int(seed),
     )
-    path = write_results(results, out_dir)
-    report_path = _write_report(results, out_dir)
-    if report_path is not None:
-        results["artifacts"]["report"] = report_path.name if report_path.parent == out_dir else str(report_path)
-        path = write_results(results, out_dir)
-    return EvaluationResult(results=results, out_dir=out_dir, results_path=path, report_path=report_path)
+    return write_outputs(results, out_dir)
 

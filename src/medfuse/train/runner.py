@@ -198,19 +198,32 @@ def train_from_config(config: str | Path | Recipe, out_dir: Path, *, overrides: 
         out_dir=out_dir, seed=recipe.seed, resume=resume, dist_info=dist, callbacks=callbacks,
     )
     inner = model.model if hasattr(model, "model") else model
-    val_metrics = fit_result.history[-1] if fit_result.history else {}
-    val_metrics = {k[4:]: v for k, v in val_metrics.items() if k.startswith("val/")}
-    data_counts = source.to_dict() if hasattr(source, "to_dict") else {"manifest": recipe.data.manifest}
+    val_metrics = _last_validation(fit_result)
+    data_counts = _data_counts(source, recipe)
     if dist.is_main:
         extra = _finalise(task, inner, val, recipe, train, data_counts)
         if has_lora(inner) and recipe.strategy.merge_lora_on_save:
             inner = merge_lora(inner)
         _save(inner, recipe, train, out_dir, extra, val_metrics)
-        for cb in callbacks:
-            if hasattr(cb, "on_checkpoint_saved"):
-                cb.on_checkpoint_saved(out_dir / MODEL_SUBDIR)
+        _checkpoint_saved(callbacks, out_dir / MODEL_SUBDIR)
     log.info("training took %.1fs", time.perf_counter() - t0)
     return TrainResult(out_dir, fit_result, data_counts, report.kind, report.trainable, report.total, val_metrics)
+
+
+def _last_validation(result: FitResult) -> dict[str, float]:
+    """Return the last validation's metrics without their ``val/`` prefix."""
+    last = result.history[-1] if result.history else {}
+    return {k[4:]: v for k, v in last.items() if k.startswith("val/")}
+
+
+def _data_counts(source: Any, recipe: Recipe) -> dict[str, Any]:
+    return source.to_dict() if hasattr(source, "to_dict") else {"manifest": recipe.data.manifest}
+
+
+def _checkpoint_saved(callbacks: Sequence[Any], directory: Path) -> None:
+    for cb in callbacks:
+        if hasattr(cb, "on_checkpoint_saved"):
+            cb.on_checkpoint_saved(directory)
 
 
 def _train_generation(recipe: Recipe, train: Any, val: Any, source: Any, out_dir: Path, dist: Any, resume: bool,
@@ -224,14 +237,11 @@ def _train_generation(recipe: Recipe, train: Any, val: Any, source: Any, out_dir
         task, module, train, val, loop=recipe.train, optim=recipe.optim, schedule=recipe.schedule,
         out_dir=out_dir, seed=recipe.seed, resume=resume, dist_info=dist, callbacks=callbacks,
     )
-    last = fit_result.history[-1] if fit_result.history else {}
-    val_metrics = {k[4:]: v for k, v in last.items() if k.startswith("val/")}
-    data_counts = source.to_dict() if hasattr(source, "to_dict") else {"manifest": recipe.data.manifest}
+    val_metrics = _last_validation(fit_result)
+    data_counts = _data_counts(source, recipe)
     if dist.is_main:
         save_generation(model, task, recipe, train, out_dir / MODEL_SUBDIR, val_metrics)
-        for cb in callbacks:
-            if hasattr(cb, "on_checkpoint_saved"):
-                cb.on_checkpoint_saved(out_dir / MODEL_SUBDIR)
+        _checkpoint_saved(callbacks, out_dir / MODEL_SUBDIR)
     log.info("training took %.1fs", time.perf_counter() - t0)
     return TrainResult(out_dir, fit_result, data_counts, report.kind, report.trainable, report.total, val_metrics)
 
