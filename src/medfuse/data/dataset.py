@@ -115,6 +115,8 @@ class ManifestDataset(Dataset):
             kind: [self.manifest.resolve(r.get(getattr(cfg, kind))) for r in records]
             for kind in ("image", "audio", "signal", "video") if getattr(cfg, kind)
         }
+        # one integer per distinct file: samples that share an image (questions about one scan) share a key
+        self.file_keys = {kind: _file_keys(paths) for kind, paths in self.paths.items()}
         self.texts = [_join(r, cfg.text_columns)[: cfg.max_text_chars] for r in records] if cfg.text_columns else None
         self.vqa = {role: [text_value(r.get(getattr(cfg, role))) for r in records]
                     for role in ("question", "answer", "answer_type") if getattr(cfg, role)}
@@ -215,6 +217,12 @@ class ManifestDataset(Dataset):
         """Positions of the samples that failed to load so far."""
         return torch.nonzero(self._failed).flatten().tolist()
 
+    def group_keys(self, kind: str = "image") -> list[int]:
+        """Return one integer per sample naming its ``kind`` file (image/audio/signal/video); -1 where absent."""
+        if kind not in self.file_keys:
+            raise ConfigError(f"group_by: '{kind}' is not an input of this data set (it has: {sorted(self.file_keys)})")
+        return self.file_keys[kind].tolist()
+
     def collate_fn(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         """Return the batch of ``samples`` (see :class:`medfuse.data.loader.Collate`)."""
         from medfuse.data.loader import Collate
@@ -249,6 +257,7 @@ class ManifestDataset(Dataset):
             path = self.paths["image"][index]
             present["image"] = path is not None
             sample["image"] = self._image(index, path)
+            sample["image_key"] = int(self.file_keys["image"][index])
         if self.texts is not None:
             text = self.texts[index]
             sample["text"] = self._deidentified(text, self.patient_ids[index]) if self._deid is not None and text else text
@@ -388,6 +397,12 @@ def _apply_filters(manifest: Manifest, cfg: DataConfig) -> Any:
     if not keep.all():
         log.info("%s: %d row(s) set aside by filters %s", manifest.where(), int((~keep).sum()), cfg.filters)
     return frame.loc[keep]
+
+
+def _file_keys(paths: Sequence[Path | None]) -> np.ndarray:
+    """Return ``(N,)`` int64: the same integer for the same file, ``-1`` where there is none."""
+    ids: dict[Path, int] = {}
+    return np.asarray([-1 if p is None else ids.setdefault(p, len(ids)) for p in paths], dtype=np.int64)
 
 
 def _join(row: Mapping[str, Any], columns: list[str]) -> str:

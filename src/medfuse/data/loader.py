@@ -5,6 +5,7 @@
     index       (B,) int64 positions in the dataset      line   (B,) int64 manifest lines
     patient_id  list[str]
     image       (B, C, S, S) float32, normalised (zeros where absent)
+    image_key   (B,) int64: equal for samples of the same image file (-1 where absent)
     text        list[str]                                 vitals (B, F) float32, NaN = missing
     audio       (B, W, T) float32 windows, zero-padded;   audio_mask (B, W) bool, True for real windows
     signal      (B, C, T) float32 waveforms (zero-padded to the longest in the batch)
@@ -70,6 +71,8 @@ class Collate:
             batch["image"] = _stack([s["image"] for s in kept], shared=sent_as_is)
             if not self.defer:
                 finish_images(batch, self.pipeline, self.generator)
+            if "image_key" in first:
+                batch["image_key"] = torch.tensor([int(s["image_key"]) for s in kept], dtype=torch.int64)
         for key in _STRING_KEYS:
             if key in first:
                 batch[key] = [str(s[key]) for s in kept]

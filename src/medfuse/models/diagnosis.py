@@ -55,6 +55,11 @@ class DiagnosisModel(nn.Module):
     encoder whose modality is absent from the whole batch is not run. During training, modality dropout
     marks present modalities absent per sample with probability ``p``, never all of a sample's.
 
+    When the batch carries ``f"{key}_key"`` ``(B,)`` (equal for samples of the same file, see
+    :class:`~medfuse.data.loader.Collate`), an input shared by several samples is encoded once and its
+    features copied: the same result without augmentation, ``1/k`` of the encoder's cost for ``k`` questions
+    per image (with augmentation the first sample's view stands for the group).
+
     Token-level fusions (``fusion.uses_tokens``) receive ``(B, N, D)`` tokens and ``token_masks``; an
     encoder without tokens contributes its pooled vector as one token.
     """
@@ -124,7 +129,14 @@ class DiagnosisModel(nn.Module):
             inputs = batch.get(key)
             if batch.get(f"{key}_mask") is not None:
                 inputs = {key: inputs, f"{key}_mask": batch[f"{key}_mask"]}
-            out = self._encode(name, inputs, present[name], size, device)
+            shared = _shared_rows(batch.get(f"{key}_key"), inputs, size)
+            if shared is None:
+                out = self._encode(name, inputs, present[name], size, device)
+            else:  # samples of the same file (questions about one image): encode it once, then copy
+                first, inverse = shared
+                out = self._encode(name, inputs[first], present[name][first], len(first), device)
+                out = EncoderOutput(out.pooled[inverse], None if out.tokens is None else out.tokens[inverse],
+                                    None if out.token_mask is None else out.token_mask[inverse])
             keep = present[name].view(-1, 1)
             features[name] = torch.where(keep, out.pooled, torch.zeros((), dtype=out.pooled.dtype, device=device))
             if self.uses_tokens:
@@ -137,3 +149,15 @@ class DiagnosisModel(nn.Module):
         else:
             fused = self.fusion(features, present)
         return DiagnosisOutput(logits=self.head(fused), fused=fused, features=features, present=present)
+
+
+def _shared_rows(keys: Any, inputs: Any, size: int) -> tuple[Tensor, Tensor] | None:
+    """Return ``(first, inverse)``: one row per distinct key and each sample's row in it; None if none repeat."""
+    if not isinstance(keys, Tensor) or not isinstance(inputs, Tensor) or keys.shape != (size,) or inputs.shape[0] != size:
+        return None
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    if len(unique) == size:
+        return None
+    first = torch.full((len(unique),), size, dtype=torch.int64, device=keys.device)
+    first.scatter_reduce_(0, inverse, torch.arange(size, device=keys.device), reduce="amin")
+    return first.to(inputs.device), inverse.to(inputs.device)

@@ -65,6 +65,7 @@ class LoopConfig:
     device: str = "auto"
     select_metric: str | None = None  # validation metric that picks the best epoch; None = last epoch
     select_mode: str = "max"
+    group_by: str | None = None  # e.g. "image": batches hold all samples of a file together (encoded once)
 
     def __post_init__(self) -> None:
         check_choice("train.precision", self.precision, ["fp32", "bf16", "fp16"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -66,12 +66,21 @@ class EpochSampler(Sampler[int]):
     samples in the same order as an uninterrupted one. With ``world_size > 1`` the order is padded to a
     multiple of the world size and rank ``r`` takes every ``world_size``-th index from ``r`` (as
     ``DistributedSampler``).
+
+    ``groups`` (one key per sample, e.g. the image a question is about) keeps each group's samples next to
+    each other: the groups are shuffled, then the samples inside each group, so consecutive batches hold
+    whole groups and a model can encode a shared input once per batch (see ``DiagnosisModel``). With
+    several ranks, each rank takes contiguous runs of that order instead of every ``world_size``-th sample.
     """
 
     def __init__(
-        self, n: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, drop_last: bool = False
+        self, n: int, *, shuffle: bool, seed: int, rank: int = 0, world_size: int = 1, drop_last: bool = False,
+        groups: Sequence[int] | None = None,
     ) -> None:
+        if groups is not None and len(groups) != n:
+            raise ValueError(f"groups: expected one key per sample ({n}), got {len(groups)}")
         self.n = n
+        self.groups = torch.as_tensor(list(groups), dtype=torch.int64) if groups is not None else None
         self.shuffle = shuffle
         self.seed = seed
         self.rank = rank
@@ -86,9 +95,11 @@ class EpochSampler(Sampler[int]):
         self.skip = skip
 
     def _indices(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator()
-            g.manual_seed(self.seed + self.epoch)
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        if self.groups is not None:
+            order = _grouped_order(self.groups, g if self.shuffle else None)
+        elif self.shuffle:
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
@@ -98,6 +109,9 @@ class EpochSampler(Sampler[int]):
             else:
                 pad = (-len(order)) % self.world_size
                 order = order + order[:pad]
+            if self.groups is not None:  # contiguous shards keep groups together
+                size = len(order) // self.world_size
+                return order[self.rank * size : (self.rank + 1) * size]
             order = order[self.rank :: self.world_size]
         return order
 
@@ -106,3 +120,15 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, len(self._indices()) - self.skip)
+
+
+def _grouped_order(groups: torch.Tensor, generator: torch.Generator | None) -> list[int]:
+    """Return sample indices with each group's samples contiguous; groups (and members) shuffled by ``generator``."""
+    keys, inverse = torch.unique(groups, return_inverse=True)
+    if generator is None:
+        group_rank, members = torch.arange(len(keys)), torch.arange(len(groups))
+    else:
+        group_rank, members = torch.randperm(len(keys), generator=generator), torch.randperm(len(groups), generator=generator)
+    # members in a random order, then a stable sort by their group's shuffled rank
+    order = members[torch.argsort(group_rank[inverse][members], stable=True)]
+    return order.tolist()

@@ -88,6 +88,16 @@ class SeededSamples(Dataset):
             return self.dataset[index]
 
 
+def _groups(dataset: Dataset, group_by: str | None) -> list[int] | None:
+    """Return the sample groups ``train.group_by`` names (see :class:`EpochSampler`), or None."""
+    if not group_by:
+        return None
+    keys = getattr(dataset, "group_keys", None)
+    if keys is None:
+        raise ConfigError(f"train.group_by: {type(dataset).__name__} cannot group its samples; remove group_by")
+    return list(keys(group_by))
+
+
 def build_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW/Adam/SGD with no weight decay on biases and norms, per-regex LR multipliers, fused/foreach kernels."""
     import re
@@ -196,7 +206,8 @@ def fit(
     opt = build_optimizer(named, optim, device)
     train_data = SeededSamples(train_data, seed)
     collate_fn = collate_fn or train_data.collate_fn
-    sampler = EpochSampler(len(train_data), shuffle=True, seed=seed, rank=info.rank, world_size=info.world_size)
+    sampler = EpochSampler(len(train_data), shuffle=True, seed=seed, rank=info.rank, world_size=info.world_size,
+                           groups=_groups(train_data.dataset, loop.group_by))
     micro_per_epoch = math.ceil(len(sampler) / loop.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / loop.grad_accum)
     total_steps = loop.max_steps or steps_per_epoch * loop.epochs
