@@ -38,6 +38,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("low_rank", {"rank": 3}),
     ("cross_attention", {"heads": 2, "layers": 2}),
     ("cross_attention", {"heads": 2, "pool": "modality"}),
+    ("cross_attention", {"heads": 2, "pool": "joint"}),
     ("hierarchical", {}),
     ("late", {"mode": "mean"}),
     ("late", {"mode": "learned"}),
@@ -358,6 +359,22 @@ def test_cross_attention_works_with_two_modalities_and_rejects_one() -> None:
         CrossAttentionFusion({"image": 8}, DIM)
     with pytest.raises(ConfigError, match="heads"):
         CrossAttentionFusion(dims, DIM, heads=3)
+
+
+def test_cross_attention_joint_pool_is_means_and_their_product() -> None:
+    dims = {"image": 8, "text": 6}
+    torch.manual_seed(0)
+    fusion = CrossAttentionFusion(dims, DIM, heads=2, hidden=8, pool="joint").eval()
+    feats = {"image": torch.randn(BATCH, 5, 8), "text": torch.randn(BATCH, 3, 6)}
+    means: list[torch.Tensor] = []
+    fusion.output.register_forward_pre_hook(lambda _m, args: means.append(args[0]))
+    fused = fusion(feats)
+    tokens, valid = fusion._streams(feats, fusion.presence(feats, None), None)
+    for block in fusion.blocks:
+        tokens, valid = block(tokens, valid), valid
+    image, text = tokens["image"].mean(1), tokens["text"].mean(1)
+    torch.testing.assert_close(means[0], torch.cat([image, text, image * text], -1))
+    assert fused.shape == (BATCH, DIM) and fusion.output.in_features == 3 * 8
 
 
 @pytest.mark.parametrize(

@@ -319,9 +319,10 @@ def test_serve_command_passes_the_limits(monkeypatch: pytest.MonkeyPatch) -> Non
     seen: list[ServeConfig] = []
     monkeypatch.setattr(medfuse.serve, "run_server", seen.append)
     assert main(["serve", "--checkpoint", "runs/x", "--max-upload-mb", "64", "--max-video-mb", "60",
-                 "--max-audio-seconds", "60", "--max-video-frames", "300", "--timeout", "90"]) == 0
+                 "--max-audio-seconds", "60", "--max-video-frames", "300", "--timeout", "90", "--threads", "3"]) == 0
     cfg = seen[0]
     assert (cfg.max_upload_bytes, cfg.max_video_bytes, cfg.max_audio_seconds, cfg.max_video_frames,
-            cfg.request_timeout_s) == (64 * 1024 * 1024, 60 * 1024 * 1024, 60.0, 300, 90.0)
+            cfg.request_timeout_s, cfg.threads) == (64 * 1024 * 1024, 60 * 1024 * 1024, 60.0, 300, 90.0, 3)
     assert main(["serve", "--checkpoint", "runs/x"]) == 0
     assert seen[1].max_audio_seconds == ServeConfig(checkpoint="x").max_audio_seconds  # defaults kept in one place
+    assert seen[1].threads is None

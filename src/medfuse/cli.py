@@ -66,9 +66,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from medfuse.evaluate import evaluate_checkpoint
 
+    overrides = list(args.set or [])
+    if args.gallery_split:
+        overrides.append(f"train_split={args.gallery_split}")
     results = evaluate_checkpoint(
         args.checkpoint, args.manifest, split=args.split, tasks=args.task, out=Path(args.out),
-        overrides=args.set or [], seed=args.seed, config=args.config,
+        overrides=overrides, seed=args.seed, config=args.config,
     )
     print(results.summary())
     return 0
@@ -129,7 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ("max_upload_bytes", None if args.max_upload_mb is None else int(args.max_upload_mb * 1024 * 1024)),
         ("max_video_bytes", None if args.max_video_mb is None else int(args.max_video_mb * 1024 * 1024)),
         ("max_audio_seconds", args.max_audio_seconds), ("max_video_frames", args.max_video_frames),
-        ("request_timeout_s", args.timeout)) if value is not None}
+        ("request_timeout_s", args.timeout), ("threads", args.threads)) if value is not None}
     run_server(ServeConfig(checkpoint=args.checkpoint, host=args.host, port=args.port, index=args.index,
                            api_key=args.api_key, generator=args.generator, **limits))
     return 0
@@ -204,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--manifest", required=True)
     sp.add_argument("--split", default=None)
     sp.add_argument("--task", action="append", help="evaluation task (repeatable); default: those fitting the model")
+    sp.add_argument("--gallery-split", default=None,
+                    help="split that drafting, probes and few-shot draw from (default: train; same as --set train_split=S)")
     sp.add_argument("--out", required=True)
     sp.add_argument("--config", help="YAML evaluation config")
     sp.add_argument("--set", action="append", metavar="KEY=VALUE")
@@ -261,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-audio-seconds", type=float, help="longest audio upload in seconds (default 300)")
     sp.add_argument("--max-video-frames", type=int, help="most frames in a video upload (default 1000)")
     sp.add_argument("--timeout", type=float, help="seconds a request may wait for the model, or a stream run (default 30)")
+    sp.add_argument("--threads", type=int, help="torch threads for the model (default: OMP_NUM_THREADS, else one CPU fewer than available)")
 
     sp = add("models", cmd_models, "registered encoders, fusions, losses, tasks")
     msub = sp.add_subparsers(dest="models_cmd")

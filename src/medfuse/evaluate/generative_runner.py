@@ -3,8 +3,8 @@
 The split is read with the data config stored at training (or the preset detected from the manifest),
 questions are answered as :func:`medfuse.evaluate.generative.evaluate_generative` does (closed questions
 choose among the candidates of the answer bank saved with the model, open ones are generated) and the
-headline accuracies get (patient-level) bootstrap intervals. The visual-reliance figures (blank and shuffled
-images) are reported next to them.
+headline accuracies and report scores get (patient-level) bootstrap intervals. The visual-reliance figures
+(blank and shuffled images) are reported next to them.
 """
 
 from __future__ import annotations
@@ -56,10 +56,16 @@ def _eval_settings(loaded: Any, settings: Any, seed: int) -> GenerativeEvalConfi
     return GenerativeEvalConfig(generation=generation, seed=seed, **options)
 
 
-def _intervals(result: Any, settings: Any, seed: int) -> dict[str, dict[str, Any]]:
-    """Return the headline metrics with bootstrap intervals (VQA), others as plain entries."""
+def _intervals(result: Any, settings: Any, seed: int, uncertain_as: int = 1) -> dict[str, dict[str, Any]]:
+    """Return the headline metrics with (patient-level) bootstrap intervals, others as plain entries."""
     rows = result.rows
     metrics: dict[str, dict[str, Any]] = {}
+    if result.kind == "report":
+        from medfuse.evaluate.drafting import score_drafts
+
+        metrics = score_drafts({"generated": result.predictions["image"]}, rows.targets, main="generated",
+                               groups=np.asarray(rows.groups, dtype=object), n_resamples=settings.n_resamples,
+                               seed=seed, uncertain_as=uncertain_as)
     if result.kind == "vqa":
         scores = np.asarray([vqa_score(p, t) for p, t in zip(result.predictions["image"], rows.targets)], dtype=np.float64)
         closed = np.asarray([k == "closed" for k in answer_kinds(rows)])
@@ -95,7 +101,7 @@ def evaluate_vlm_checkpoint(
              len(dataset))
     batches = collect_rows(build_loader(dataset, batch_size=cfg.batch_size), cfg)
     result = evaluate_generative(loaded.model, batches, bank=bank, config=cfg)
-    metrics = _intervals(result, settings, seed)
+    metrics = _intervals(result, settings, seed, cfg.uncertain_as)
     task = "vqa" if result.kind == "vqa" else "report_generation"
     entry = TaskResult(metrics=metrics, artifacts={"examples": result.examples(), "generation": cfg.generation,
                                                    "constrained_closed": cfg.constrained_closed}, n=len(result.rows.targets))

@@ -22,6 +22,7 @@ from medfuse.core.config import apply_overrides, from_dict, load_yaml, to_dict
 from medfuse.core.errors import ConfigError
 from medfuse.data import ManifestDataset, ValidationReport, read_manifest, validate_manifest
 from medfuse.data.splits import canonical_split, resolve_split
+from medfuse.evaluate import drafting as _drafting  # noqa: F401  (registers the "drafting" task)
 from medfuse.evaluate.results import EvaluationResult, TaskResult, build_results, write_results
 from medfuse.evaluate.tasks import EVAL_TASKS, EvalConfig, EvalContext, TaskSkipped, run_task
 from medfuse.evaluate.tasks.efficiency import parameter_counts
@@ -36,7 +37,7 @@ DEFAULT_TASKS: dict[str, tuple[str, ...]] = {
     "vqa": ("vqa",),
 }
 # Tasks whose metrics are the run's headline ``metrics`` (the first task naming a metric wins).
-HEADLINE_TASKS = ("classification", "calibration", "retrieval", "zero_shot", "vqa", "report_generation")
+HEADLINE_TASKS = ("classification", "calibration", "retrieval", "zero_shot", "vqa", "report_generation", "drafting")
 SPLIT_PREFERENCE = ("test", "val")
 
 

@@ -14,10 +14,7 @@ functions' parameter types, imported inside :func:`create_app` because FastAPI i
 import asyncio
 import hmac
 import logging
-import time
-import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,6 +26,7 @@ from medfuse.serve.config import ServeConfig
 from medfuse.serve.engine import ModelService
 from medfuse.serve.errors import ApiError, error_body
 from medfuse.serve.inputs import Form, read_form
+from medfuse.serve.middleware import RequestGuard
 from medfuse.serve.state import (
     AUDIO_FIELD,
     FILE_FIELDS,
@@ -114,29 +112,7 @@ def create_app(cfg: ServeConfig) -> Any:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
         return reply(exc.status_code, error_body(code, str(exc.detail)), request)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        request.state.request_id = uuid.uuid4().hex[:16]
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # the client sees no internals; the server log keeps the trace
-            log.exception("internal error (%s) in %s %s, request %s", type(exc).__name__, request.method,
-                          request.url.path, request.state.request_id)
-            response = reply(500, error_body("internal_error", "unexpected server error; the server log has "
-                                             f"the details (request {request.state.request_id})"), request)
-        elapsed = (time.perf_counter() - started) * 1000
-        state.responses[str(response.status_code)] += 1
-        if request.url.path.startswith("/v1/"):
-            state.latency.setdefault(request.url.path, deque(maxlen=2000)).append(elapsed)
-        response.headers["X-Request-ID"] = request.state.request_id
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if request.url.path.startswith("/v1/"):
-            response.headers["Cache-Control"] = "no-store"  # answers about patients are not for caches
-        log.info("%s %s %d %.1fms id=%s", request.method, request.url.path, response.status_code, elapsed,
-                 request.state.request_id)
-        return response
+    app.add_middleware(RequestGuard, state=state)
 
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required when the server has a key")
 
@@ -181,22 +157,24 @@ def create_app(cfg: ServeConfig) -> Any:
         "target": {"type": "string", "description": "label to explain (default: the top one)"},
         "preview": {"type": "boolean", "description": "add the model's view of the image and of the clip's frames as PNG"}}))
     async def classify(request: Request) -> dict[str, Any]:
-        form = await form_of(request, ("image", "text", "vitals", "audio", "video", "explain", "target", "preview"),
-                             FILE_FIELDS)
-        service = state.ready_service()
-        if service.kind == "vqa":
-            raise ApiError("wrong_model", "this model answers questions: use /v1/answer")
-        explain, preview = form.flag("explain"), form.flag("preview")
-        target = form.text("target", 200)
-        if target is not None and target not in service.outputs:
-            raise ApiError("invalid_field", f"unknown label '{target}'; labels: {', '.join(service.outputs)}", "target")
-        item, echo = await model_input(state, form)
-        if state.batcher is None:
+        batcher = state.batcher
+        if batcher is None:
             raise ApiError("not_ready", "the model is still loading; retry shortly")
-        try:
-            result, size = await asyncio.wait_for(state.batcher.submit(item), cfg.request_timeout_s)
-        except TimeoutError:
-            raise ApiError("timeout", f"no answer within {cfg.request_timeout_s:g}s; retry later") from None
+        with batcher.expect() as arrival:  # a batch being collected may wait for this request while it is decoded
+            form = await form_of(request, ("image", "text", "vitals", "audio", "video", "explain", "target", "preview"),
+                                 FILE_FIELDS)
+            service = state.ready_service()
+            if service.kind == "vqa":
+                raise ApiError("wrong_model", "this model answers questions: use /v1/answer")
+            explain, preview = form.flag("explain"), form.flag("preview")
+            target = form.text("target", 200)
+            if target is not None and target not in service.outputs:
+                raise ApiError("invalid_field", f"unknown label '{target}'; labels: {', '.join(service.outputs)}", "target")
+            item, echo = await model_input(state, form)
+            try:
+                result, size = await asyncio.wait_for(arrival.submit(item), cfg.request_timeout_s)
+            except TimeoutError:
+                raise ApiError("timeout", f"no answer within {cfg.request_timeout_s:g}s; retry later") from None
         out = {"request_id": rid(request), "kind": service.kind, **result, "thresholds": service.thresholds,
                "calibration": service.calibration(), "inputs": echo, "batch_size": size}
         if explain:
@@ -258,8 +236,21 @@ def create_app(cfg: ServeConfig) -> Any:
 
 
 def run_server(cfg: ServeConfig) -> None:
-    """Serve ``cfg`` with uvicorn until interrupted (the CLI's ``medfuse serve``)."""
+    """Serve ``cfg`` with uvicorn until interrupted (the CLI's ``medfuse serve``).
+
+    The server owns its process, so it sets torch's CPU threads here (``cfg.threads``, see
+    :meth:`ServeConfig.model_threads`); :func:`create_app` alone leaves the embedding process's settings as
+    they are. uvicorn picks ``httptools`` and ``uvloop`` when installed (``pip install 'uvicorn[standard]'``).
+    """
     require("uvicorn", extra="serve", purpose="serving models over HTTP")
+    import torch
     import uvicorn
 
+    threads = cfg.model_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)  # inter-op parallelism (TorchScript forks) is unused in serving
+    except RuntimeError:  # only possible before any parallel work has run in this process
+        log.debug("torch inter-op threads were already fixed at %d", torch.get_num_interop_threads())
+    log.info("torch CPU threads for the model: %d", threads)
     uvicorn.run(create_app(cfg), host=cfg.host, port=cfg.port, log_level=cfg.log_level, access_log=False)

@@ -1,10 +1,13 @@
 """Dynamic micro-batching: concurrent requests share one forward pass.
 
-Requests wait in an asyncio queue. A collector takes the first, then keeps taking until ``max_batch``
-requests are in hand or ``max_wait_ms`` has passed since the first arrived, and hands the batch to
-``process`` in the model's worker thread (so the event loop keeps serving while the model runs). Each
-request's future receives its own result, or the exception ``process`` raised. Requests whose caller
-gave up (timeout, disconnect) before their batch started are dropped from it.
+Requests wait in an asyncio queue. A collector takes the first and everything already queued behind it
+(up to ``max_batch``); it waits for more, up to ``max_wait_ms`` after the first, only while requests
+announced with :meth:`MicroBatcher.expect` are still being read or decoded. A request that finds no other
+on its way runs at once: waiting could only delay it. Under load the model is busy when requests
+arrive, so they queue and later batches fill without waiting. The batch goes to ``process`` in the
+model's worker thread (so the event loop keeps serving while the model runs). Each request's future
+receives its own result, or the exception ``process`` raised. Requests whose caller gave up (timeout,
+disconnect) before their batch started are dropped from it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from medfuse.serve.errors import ApiError
@@ -57,7 +61,9 @@ class MicroBatcher(Generic[Item, Result]):
     """Collect items from concurrent callers into batches for ``process(items) -> results`` (same order).
 
     ``executor`` runs ``process`` (give the model's single worker thread so model calls never overlap).
-    Call :meth:`start` inside the running event loop and :meth:`stop` on shutdown.
+    Call :meth:`start` inside the running event loop and :meth:`stop` on shutdown. A caller that will
+    submit after preparing its item announces itself first (``with batcher.expect() as arrival: ...
+    await arrival.submit(item)``) so that a batch waits for it; :meth:`submit` alone is never waited for.
     """
 
     def __init__(self, process: Callable[[Sequence[Item]], Sequence[Result]], executor: Executor, *,
@@ -70,6 +76,13 @@ class MicroBatcher(Generic[Item, Result]):
         self.stats = BatchStats()
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[tuple[Result, int]]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._expected = 0  # announced requests not yet queued
+        self._changed: asyncio.Event | None = None  # set when a request is queued or an announcement ends
+
+    @property
+    def expected(self) -> int:
+        """Requests announced with :meth:`expect` that have not submitted (or given up) yet."""
+        return self._expected
 
     @property
     def pending(self) -> int:
@@ -79,6 +92,7 @@ class MicroBatcher(Generic[Item, Result]):
     def start(self) -> None:
         """Start the collector in the running event loop."""
         self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._changed = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._collect(), name="medfuse-batcher")
 
     async def stop(self) -> None:
@@ -94,8 +108,15 @@ class MicroBatcher(Generic[Item, Result]):
             if not future.done():
                 future.set_exception(ApiError("not_ready", "the service is shutting down"))
 
+    def expect(self) -> Arrival[Item, Result]:
+        """Return a context manager announcing a request that will :meth:`Arrival.submit` within it."""
+        return Arrival(self)
+
     async def submit(self, item: Item) -> tuple[Result, int]:
         """Return ``(result, batch_size)`` for ``item`` once its batch has run; re-raises its error."""
+        return await self._enqueue(item)
+
+    def _enqueue(self, item: Item) -> asyncio.Future[tuple[Result, int]]:
         if self._queue is None or self._task is None or self._task.done():
             raise ApiError("not_ready", "the model is not loaded yet")
         future: asyncio.Future[tuple[Result, int]] = asyncio.get_running_loop().create_future()
@@ -103,24 +124,31 @@ class MicroBatcher(Generic[Item, Result]):
             self._queue.put_nowait((item, future))
         except asyncio.QueueFull:
             raise ApiError("overloaded", f"more than {self.max_queue} requests are waiting; retry shortly") from None
-        return await future
+        self._wake()
+        return future
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
 
     async def _collect(self) -> None:
         assert self._queue is not None
         queue = self._queue
+        changed = self._changed
+        assert changed is not None
         while True:
             batch = [await queue.get()]
             deadline = time.monotonic() + self.max_wait
             while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    # take what is already waiting without yielding to new arrivals
-                    if queue.empty():
-                        break
+                if not queue.empty():
                     batch.append(queue.get_nowait())
                     continue
+                remaining = deadline - time.monotonic()
+                if self._expected <= 0 or remaining <= 0:
+                    break  # nobody else is on the way, or the wait is over: run what is in hand
+                changed.clear()
                 try:
-                    batch.append(await asyncio.wait_for(queue.get(), remaining))
+                    await asyncio.wait_for(changed.wait(), remaining)
                 except TimeoutError:
                     break
             live = [(item, future) for item, future in batch if not future.done()]
@@ -160,3 +188,38 @@ class MicroBatcher(Generic[Item, Result]):
         if len(results) != len(items):
             raise RuntimeError(f"process returned {len(results)} results for {len(items)} items")
         return results
+
+
+class Arrival(Generic[Item, Result]):
+    """A request announced to a :class:`MicroBatcher` while it is read and decoded (a context manager).
+
+    Until it submits or leaves the ``with`` block, a batch being collected may wait for it (up to the
+    batcher's ``max_wait_ms``); leaving without submitting (a refused input) ends that wait at once.
+    """
+
+    def __init__(self, batcher: MicroBatcher[Item, Result]) -> None:
+        self._batcher = batcher
+        self._counted = False
+
+    def __enter__(self) -> Arrival[Item, Result]:
+        if not self._counted:
+            self._batcher._expected += 1
+            self._counted = True
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._settle()
+
+    def _settle(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._batcher._expected -= 1
+            self._batcher._wake()
+
+    async def submit(self, item: Item) -> tuple[Result, int]:
+        """Return ``(result, batch_size)`` for ``item`` once its batch has run (see :meth:`MicroBatcher.submit`)."""
+        try:
+            future = self._batcher._enqueue(item)
+        finally:
+            self._settle()
+        return await future

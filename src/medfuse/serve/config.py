@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +44,9 @@ class ServeConfig:
     generator: a generative model for ``/v1/answer`` and ``/v1/report``: a callable taking a
       :class:`GenerationRequest`, or a path that ``medfuse.models.generation.load_generator`` loads.
     device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-    max_batch, max_wait_ms: dynamic batching of ``/v1/classify``: up to ``max_batch`` requests that arrive
-      within ``max_wait_ms`` of the first share one forward pass.
+    max_batch, max_wait_ms: dynamic batching of ``/v1/classify``: requests waiting for the model share one
+      forward pass, up to ``max_batch``; a batch waits up to ``max_wait_ms`` after its first request for
+      requests still being read or decoded, and not at all when none is on its way.
     max_queue: requests waiting for the model beyond this are refused with 503 (overload).
     max_upload_bytes: largest request body; max_pixels: largest image (width x height x frames), checked
       from the header before any pixel is decoded (decompression bombs); max_text_chars: longest text.
@@ -58,6 +60,10 @@ class ServeConfig:
       clip is read; default ``/dev/shm`` (memory) when writable, else the system temporary folder.
     redact_texts: de-identify indexed case texts before returning them (``medfuse.text.deid``).
     log_level: the server's log level.
+    threads: CPU threads torch uses for the model, set by :func:`medfuse.serve.run_server` for its process.
+      Default: ``OMP_NUM_THREADS`` when set, else one fewer than the CPUs the process may run on (at least
+      one), leaving a core to read requests and decode uploads; a model given every core competes with them
+      (its worker threads spin while waiting), which on a two-core machine costs more than it gains.
     """
 
     checkpoint: str | Path
@@ -81,6 +87,7 @@ class ServeConfig:
     scratch_dir: str | Path | None = None
     redact_texts: bool = True
     log_level: str = "info"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not str(self.checkpoint):
@@ -93,6 +100,9 @@ class ServeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ConfigError(f"threads: expected an integer >= 1 (or unset for the default), got {self.threads!r}")
         if not 0 <= float(self.max_wait_ms) <= 10_000:
             raise ConfigError(f"max_wait_ms: expected 0..10000, got {self.max_wait_ms!r}")
         if not float(self.max_audio_seconds) > 0:
@@ -112,6 +122,19 @@ class ServeConfig:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def model_threads(self) -> int:
+        """Return the torch intra-op thread count for serving (see ``threads``)."""
+        if self.threads is not None:
+            return int(self.threads)
+        configured = os.environ.get("OMP_NUM_THREADS", "").strip()
+        if configured.isdigit() and int(configured) > 0:
+            return int(configured)
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # not Linux
+            cpus = os.cpu_count() or 1
+        return max(1, cpus - 1)
 
     def public(self) -> dict[str, Any]:
         """Return the limits a client may see (no paths, no key)."""

@@ -108,8 +108,11 @@ class CrossAttentionFusion(ModalityFusion):
         layers: number of co-attention blocks.
         dropout: dropout in attention and residual branches.
         ffn_mult: the feed-forward width is ``ffn_mult * hidden``.
-        pool: ``tokens`` (mean over every valid token, so longer sequences weigh more) or ``modality``
-            (mean per modality, then mean over the modalities with a valid token).
+        pool: ``tokens`` (mean over every valid token, so longer sequences weigh more), ``modality``
+            (mean per modality, then mean over the modalities with a valid token) or ``joint`` (the
+            per-modality means concatenated with their elementwise product, the multiplicative
+            interaction of bilinear VQA fusions such as MLB, Kim et al., ICLR 2017; an absent modality's
+            mean is zero, and so is the product).
     """
 
     uses_tokens = True
@@ -135,7 +138,7 @@ class CrossAttentionFusion(ModalityFusion):
         check_positive_int("layers", layers)
         check_positive_int("ffn_mult", ffn_mult)
         rate = check_probability("dropout", dropout)
-        check_choice("pool", pool, ["tokens", "modality"])
+        check_choice("pool", pool, ["tokens", "modality", "joint"])
         self.pool = pool
         self.width = width
         self.token_projections = nn.ModuleDict(
@@ -145,7 +148,7 @@ class CrossAttentionFusion(ModalityFusion):
         self.blocks = nn.ModuleList(
             [CoAttentionBlock(self.modalities, width, heads, rate, ffn_mult) for _ in range(layers)]
         )
-        self.output = nn.Linear(width, dim)
+        self.output = nn.Linear(width * (len(self.modalities) + 1) if pool == "joint" else width, dim)
 
     def _streams(
         self,
@@ -206,6 +209,9 @@ class CrossAttentionFusion(ModalityFusion):
                 torch.cat([tokens[name] for name in self.modalities], dim=1),
                 torch.cat([valid[name] for name in self.modalities], dim=1),
             )
+        elif self.pool == "joint":
+            means = [masked_mean(tokens[name], valid[name]) for name in self.modalities]
+            pooled = torch.cat([*means, torch.stack(means, 0).prod(0)], dim=-1)
         else:
             per_modality = torch.stack(
                 [masked_mean(tokens[name], valid[name]) for name in self.modalities], 1
