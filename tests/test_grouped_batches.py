@@ -120,3 +120,67 @@ def test_shared_images_are_encoded_once_with_the_same_result(vqa_manifest: Path)
     assert seen == [3, 8]  # three distinct files, then every sample
     torch.testing.assert_close(shared.logits, separate.logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(shared.features["image"], separate.features["image"], atol=1e-5, rtol=1e-5)
+
+
+def _batch_and_model(vqa_manifest: Path) -> tuple[dict, torch.nn.Module]:
+    ds = ManifestDataset(vqa_manifest, {"preset": "slake", "label": "answer", "image_size": 16, "channels": 1},
+                         split="train")
+    return ds.collate_fn([ds[i] for i in range(8)]), _vqa_model()
+
+
+def _image_features(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    with torch.no_grad():
+        return model(batch).features["image"]
+
+
+def test_absent_or_edited_rows_are_encoded_on_their_own(vqa_manifest: Path) -> None:
+    batch, model = _batch_and_model(vqa_manifest)
+    no_keys = {k: v for k, v in batch.items() if k != "image_key"}
+    # row 0 (first of file 0) absent: rows 3 and 6 of the same file must keep their own image features
+    absent = {**batch, "present": {**batch["present"], "image": torch.tensor([False] + [True] * 7)}}
+    torch.testing.assert_close(_image_features(model, absent),
+                               _image_features(model, {**no_keys, "present": absent["present"]}), atol=1e-5, rtol=1e-5)
+    assert _image_features(model, absent)[3].abs().sum() > 0
+    # row 3 corrupted (pixels differ from its file's first row): encoded from its own pixels
+    edited = batch["image"].clone()
+    edited[3] = edited[3].flip(-1) + 0.5
+    torch.testing.assert_close(_image_features(model, {**batch, "image": edited}),
+                               _image_features(model, {**no_keys, "image": edited}), atol=1e-5, rtol=1e-5)
+
+
+def test_grad_cam_keeps_one_map_per_sample(vqa_manifest: Path) -> None:
+    from medfuse.evaluate.explain import grad_cam
+
+    batch, model = _batch_and_model(vqa_manifest)
+    maps = grad_cam(model, batch)
+    assert maps.maps.shape[0] == 8
+
+
+def test_samples_without_a_file_are_their_own_groups() -> None:
+    class Keys(torch.utils.data.Dataset):
+        def group_keys(self, kind: str) -> list[int]:
+            return [0, -1, 1, -1, 0, -1]
+
+    groups = _groups(Keys(), "image")
+    assert groups is not None and groups[0] == groups[4] and len(set(groups)) == 5
+    assert min(groups) >= 0
+
+
+def test_a_files_samples_share_their_augmentation_within_an_epoch(vqa_manifest: Path) -> None:
+    from medfuse.train.loop import SeededSamples
+
+    ds = ManifestDataset(vqa_manifest, {"preset": "slake", "label": "answer", "image_size": 16}, split="train",
+                         train=True)
+    grouped = SeededSamples(ds, seed=0, groups=_groups(ds, "image"))
+    assert torch.equal(grouped[0]["image"], grouped[3]["image"])  # same file, same view
+    plain = SeededSamples(ds, seed=0)
+    assert not torch.equal(plain[0]["image"], plain[3]["image"])  # without groups each sample draws its own
+    grouped.epoch = 1
+    assert not torch.equal(grouped[0]["image"], SeededSamples(ds, seed=0, groups=_groups(ds, "image"))[0]["image"])
+
+
+def test_group_by_names_an_input_kind() -> None:
+    from medfuse.train.config import LoopConfig
+
+    with pytest.raises(ConfigError, match="train.group_by"):
+        LoopConfig(group_by="images")

@@ -58,7 +58,7 @@ def test_recipes_load_and_build(config: str) -> None:
     if raw.get("head"):
         raw["head"]["num_outputs"] = 1 if raw["head"]["type"] == "binary" else 3
     cfg = from_dict(ModelConfig, raw, where="model")
-    assert cfg.encoders and recipe.seed == 0 and recipe.train.epochs <= 5
+    assert cfg.encoders and recipe.seed == 0 and recipe.train.epochs <= 12  # CPU-sized budgets
     assert "shared/data" in recipe.data.manifest
 
 

@@ -220,7 +220,7 @@ class ManifestDataset(Dataset):
     def group_keys(self, kind: str = "image") -> list[int]:
         """Return one integer per sample naming its ``kind`` file (image/audio/signal/video); -1 where absent."""
         if kind not in self.file_keys:
-            raise ConfigError(f"group_by: '{kind}' is not an input of this data set (it has: {sorted(self.file_keys)})")
+            raise ConfigError(f"train.group_by: '{kind}' is not an input of this data set (it has: {sorted(self.file_keys)})")
         return self.file_keys[kind].tolist()
 
     def collate_fn(self, samples: list[dict[str, Any]]) -> dict[str, Any]:

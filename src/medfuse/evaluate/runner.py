@@ -22,7 +22,6 @@ from medfuse.core.config import apply_overrides, from_dict, load_yaml, to_dict
 from medfuse.core.errors import ConfigError
 from medfuse.data import ManifestDataset, ValidationReport, read_manifest, validate_manifest
 from medfuse.data.splits import canonical_split, resolve_split
-from medfuse.evaluate import drafting as _drafting  # noqa: F401  (registers the "drafting" task)
 from medfuse.evaluate.results import EvaluationResult, TaskResult, build_results, write_results
 from medfuse.evaluate.tasks import EVAL_TASKS, EvalConfig, EvalContext, TaskSkipped, run_task
 from medfuse.evaluate.tasks.efficiency import parameter_counts

@@ -56,9 +56,11 @@ class DiagnosisModel(nn.Module):
     marks present modalities absent per sample with probability ``p``, never all of a sample's.
 
     When the batch carries ``f"{key}_key"`` ``(B,)`` (equal for samples of the same file, see
-    :class:`~medfuse.data.loader.Collate`), an input shared by several samples is encoded once and its
-    features copied: the same result without augmentation, ``1/k`` of the encoder's cost for ``k`` questions
-    per image (with augmentation the first sample's view stands for the group).
+    :class:`~medfuse.data.loader.Collate`), present samples with the same key and equal inputs are encoded
+    once and the features copied: ``1/k`` of the encoder's cost for ``k`` questions per image. In eval mode
+    the result is the same as encoding each; in training, batch-norm statistics come from the distinct
+    inputs. The trainer gives a file's samples the same augmentation within an epoch when
+    ``train.group_by`` is set, so they share there too.
 
     Token-level fusions (``fusion.uses_tokens``) receive ``(B, N, D)`` tokens and ``token_masks``; an
     encoder without tokens contributes its pooled vector as one token.
@@ -129,7 +131,7 @@ class DiagnosisModel(nn.Module):
             inputs = batch.get(key)
             if batch.get(f"{key}_mask") is not None:
                 inputs = {key: inputs, f"{key}_mask": batch[f"{key}_mask"]}
-            shared = _shared_rows(batch.get(f"{key}_key"), inputs, size)
+            shared = _shared_rows(batch.get(f"{key}_key"), inputs, present[name], size)
             if shared is None:
                 out = self._encode(name, inputs, present[name], size, device)
             else:  # samples of the same file (questions about one image): encode it once, then copy
@@ -151,13 +153,32 @@ class DiagnosisModel(nn.Module):
         return DiagnosisOutput(logits=self.head(fused), fused=fused, features=features, present=present)
 
 
-def _shared_rows(keys: Any, inputs: Any, size: int) -> tuple[Tensor, Tensor] | None:
-    """Return ``(first, inverse)``: one row per distinct key and each sample's row in it; None if none repeat."""
+def _shared_rows(keys: Any, inputs: Any, present: Tensor, size: int) -> tuple[Tensor, Tensor] | None:
+    """Return ``(first, inverse)``: one row per shared input and each sample's row in it; None if none repeat.
+
+    Rows share when their keys are equal, they are present and their inputs are equal to the group's first
+    row (so a blanked, corrupted or dropped row is encoded on its own).
+    """
     if not isinstance(keys, Tensor) or not isinstance(inputs, Tensor) or keys.shape != (size,) or inputs.shape[0] != size:
         return None
-    unique, inverse = torch.unique(keys, return_inverse=True)
-    if len(unique) == size:
+    keys = keys.to(inputs.device)
+    rows = torch.arange(size, device=inputs.device)
+    alone = keys.max() + 1 + rows  # keys no shared group uses
+    keys = torch.where(present.to(inputs.device), keys, alone)
+    first, inverse = _first_rows(keys, rows)
+    if len(first) == size:
         return None
-    first = torch.full((len(unique),), size, dtype=torch.int64, device=keys.device)
-    first.scatter_reduce_(0, inverse, torch.arange(size, device=keys.device), reduce="amin")
-    return first.to(inputs.device), inverse.to(inputs.device)
+    same = (inputs == inputs[first][inverse]).flatten(1).all(dim=1)
+    if not bool(same.all()):
+        first, inverse = _first_rows(torch.where(same, keys, alone), rows)
+        if len(first) == size:
+            return None
+    return first, inverse
+
+
+def _first_rows(keys: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+    """Return the first row of each distinct key ``(U,)`` and each row's group ``(B,)``."""
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    first = torch.full((len(unique),), len(rows), dtype=torch.int64, device=keys.device)
+    first.scatter_reduce_(0, inverse, rows, reduce="amin")
+    return first, inverse

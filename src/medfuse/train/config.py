@@ -70,6 +70,8 @@ class LoopConfig:
     def __post_init__(self) -> None:
         check_choice("train.precision", self.precision, ["fp32", "bf16", "fp16"])
         check_choice("train.select_mode", self.select_mode, ["max", "min"])
+        if self.group_by is not None:
+            check_choice("train.group_by", self.group_by, ["image", "audio", "signal", "video"])
         if self.grad_accum < 1:
             raise ConfigError(f"train.grad_accum must be >= 1, got {self.grad_accum}")
         if self.epochs < 1 and not self.max_steps:

@@ -73,29 +73,37 @@ class SeededSamples(Dataset):
     here never disturb the model's own random state (dropout).
     """
 
-    def __init__(self, dataset: Dataset, seed: int) -> None:
+    def __init__(self, dataset: Dataset, seed: int, groups: Sequence[int] | None = None) -> None:
         self.dataset = dataset
         self.seed = seed
         self.epoch = 0
         self.collate_fn = getattr(dataset, "collate_fn", None)
+        # with groups (train.group_by), a group's samples draw the same augmentation within an epoch
+        self.draw_keys = list(groups) if groups is not None else None
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> Any:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + int(index))
+            key = int(index) if self.draw_keys is None else self.draw_keys[int(index)]
+            torch.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + key)
             return self.dataset[index]
 
 
 def _groups(dataset: Dataset, group_by: str | None) -> list[int] | None:
-    """Return the sample groups ``train.group_by`` names (see :class:`EpochSampler`), or None."""
+    """Return the sample groups ``train.group_by`` names (see :class:`EpochSampler`), or None.
+
+    Samples without such a file (key -1) each form their own group.
+    """
     if not group_by:
         return None
     keys = getattr(dataset, "group_keys", None)
     if keys is None:
         raise ConfigError(f"train.group_by: {type(dataset).__name__} cannot group its samples; remove group_by")
-    return list(keys(group_by))
+    values = [int(k) for k in keys(group_by)]
+    top = max(values, default=-1)
+    return [k if k >= 0 else top + 1 + i for i, k in enumerate(values)]
 
 
 def build_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -204,10 +212,11 @@ def fit(
     if not named:
         raise ConfigError("nothing to train: every parameter is frozen")
     opt = build_optimizer(named, optim, device)
-    train_data = SeededSamples(train_data, seed)
+    groups = _groups(train_data, loop.group_by)
+    train_data = SeededSamples(train_data, seed, groups)
     collate_fn = collate_fn or train_data.collate_fn
     sampler = EpochSampler(len(train_data), shuffle=True, seed=seed, rank=info.rank, world_size=info.world_size,
-                           groups=_groups(train_data.dataset, loop.group_by))
+                           groups=groups)
     micro_per_epoch = math.ceil(len(sampler) / loop.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / loop.grad_accum)
     total_steps = loop.max_steps or steps_per_epoch * loop.epochs

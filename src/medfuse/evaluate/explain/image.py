@@ -51,7 +51,8 @@ def _image_scorer(model: nn.Module, inputs: Any, encoder: str) -> tuple[Tensor, 
         if not isinstance(tower, TimmImageEncoder):
             raise ValueError(f"encoder '{encoder}' is not a timm image encoder; encoders: {sorted(model.encoders)}")
         key = model.inputs[encoder]
-        return inputs[key], lambda images: model({**inputs, key: images}).logits, tower.model
+        # every sample keeps its own feature map: no encoding shared between rows of the same file
+        return inputs[key], lambda images: model({**inputs, key: images, f"{key}_key": None}).logits, tower.model
     if isinstance(model, TimmImageEncoder):
         return inputs, model.logits, model.model
     if hasattr(model, "forward_features"):

@@ -2,9 +2,11 @@
 
 Importing this package registers every task in :data:`EVAL_TASKS`: ``classification``, ``calibration``,
 ``zero_shot``, ``retrieval``, ``linear_probe``, ``few_shot``, ``vqa``, ``report_generation``,
-``robustness``, ``efficiency``, ``fairness``, ``modality_comparison`` and ``interpretability``.
+``robustness``, ``efficiency``, ``fairness``, ``modality_comparison``, ``interpretability`` and
+``drafting`` (:mod:`medfuse.evaluate.drafting`).
 """
 
+from medfuse.evaluate import drafting  # registers "drafting"
 from medfuse.evaluate.tasks import (
     classification,
     efficiency,
@@ -29,6 +31,7 @@ from medfuse.evaluate.tasks.base import (
 from medfuse.evaluate.tasks.zero_shot import PromptSet
 
 __all__ = [
+    "drafting",
     "EVAL_TASKS",
     "EvalConfig",
     "EvalContext",
