@@ -152,3 +152,20 @@ def test_a_full_queue_is_refused_and_the_announcement_released() -> None:
 
     code, expected = _run(scenario())
     assert code == "overloaded" and expected == 0
+
+
+def test_stop_answers_the_requests_already_taken_off_the_queue() -> None:
+    recorder = Recorder()
+
+    async def scenario() -> BaseException | None:
+        batcher = await _started(recorder)
+        with batcher.expect() as late:  # an announced request keeps the collector waiting with one in hand
+            first = asyncio.ensure_future(batcher.submit(1))
+            await asyncio.sleep(0.05)
+            assert not first.done() and late is not None
+            await batcher.stop()
+        await asyncio.sleep(0)
+        return first.exception()
+
+    error = _run(scenario())
+    assert isinstance(error, ApiError) and recorder.batches == []

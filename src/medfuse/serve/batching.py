@@ -77,6 +77,7 @@ class MicroBatcher(Generic[Item, Result]):
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[tuple[Result, int]]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._expected = 0  # announced requests not yet queued
+        self._in_hand: list[tuple[Item, asyncio.Future[tuple[Result, int]]]] = []  # taken off the queue, unanswered
         self._changed: asyncio.Event | None = None  # set when a request is queued or an announcement ends
 
     @property
@@ -103,8 +104,11 @@ class MicroBatcher(Generic[Item, Result]):
                 await self._task
             self._task = None
         queue, self._queue = self._queue, None
+        waiting = list(self._in_hand)
+        self._in_hand = []
         while queue is not None and not queue.empty():
-            _, future = queue.get_nowait()
+            waiting.append(queue.get_nowait())
+        for _, future in waiting:
             if not future.done():
                 future.set_exception(ApiError("not_ready", "the service is shutting down"))
 
@@ -138,6 +142,7 @@ class MicroBatcher(Generic[Item, Result]):
         assert changed is not None
         while True:
             batch = [await queue.get()]
+            self._in_hand = batch  # answered by stop() if the collector is cancelled before the batch ends
             deadline = time.monotonic() + self.max_wait
             while len(batch) < self.max_batch:
                 if not queue.empty():
@@ -155,6 +160,7 @@ class MicroBatcher(Generic[Item, Result]):
             self.stats.dropped += len(batch) - len(live)
             if live:
                 await self._run(live)
+            self._in_hand = []
 
     async def _run(self, batch: list[tuple[Item, asyncio.Future[tuple[Result, int]]]]) -> None:
         items = [item for item, _ in batch]
