@@ -137,3 +137,16 @@ def test_model_state_is_a_snapshot_not_the_live_weights() -> None:
         model.weight.add_(1.0)
         model.bias.zero_()
     assert all(torch.equal(snapshot[k], before[k]) for k in before)
+
+
+def test_reported_validation_is_the_saved_epochs() -> None:
+    from pathlib import Path
+
+    from medfuse.train.loop import FitResult
+    from medfuse.train.runner import _last_validation
+
+    history = [{"step": 10, "epoch": 1, "val/accuracy": 0.74}, {"step": 20, "epoch": 2, "val/accuracy": 0.73}]
+    chosen = FitResult(Path("."), 20, 2, 1.0, 1.0, best_metric=0.74, best_step=10, history=history)
+    assert _last_validation(chosen) == {"accuracy": 0.74}
+    last = FitResult(Path("."), 20, 2, 1.0, 1.0, best_metric=None, best_step=None, history=history)
+    assert _last_validation(last) == {"accuracy": 0.73}

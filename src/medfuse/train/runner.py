@@ -211,8 +211,10 @@ def train_from_config(config: str | Path | Recipe, out_dir: Path, *, overrides: 
 
 
 def _last_validation(result: FitResult) -> dict[str, float]:
-    """Return the last validation's metrics without their ``val/`` prefix."""
-    last = result.history[-1] if result.history else {}
+    """Return the validation metrics of the saved weights (the selected step's, else the last) without ``val/``."""
+    evaluations = [h for h in result.history if any(k.startswith("val/") for k in h)]
+    chosen = next((h for h in evaluations if h.get("step") == result.best_step), None) if result.best_step is not None else None
+    last = chosen or (evaluations[-1] if evaluations else {})
     return {k[4:]: v for k, v in last.items() if k.startswith("val/")}
 
 
