@@ -278,20 +278,20 @@ def build_gallery(ctx: EvalContext, gallery_ds: Any) -> tuple[DraftGallery, list
     ), rows
 
 
-def _row_scores(ctx: EvalContext, mode: str, queries: Tensor, gallery: DraftGallery, gallery_ds: Any,
-                gallery_rows: list[int]) -> Tensor:
-    """Return ``(Q, R)`` similarities of each query image to each gallery row (its text or its image)."""
+def _row_embeddings(ctx: EvalContext, mode: str, gallery: DraftGallery, gallery_ds: Any,
+                    gallery_rows: list[int]) -> tuple[Tensor, Tensor]:
+    """Return each gallery row's embedding ``(R, E)`` (its text's or its image's) and which rows have one ``(R,)``."""
     if mode == "text":
-        return (queries @ gallery.embeddings.T)[:, gallery.row_text]
+        return gallery.embeddings[gallery.row_text], torch.ones(len(gallery_rows), dtype=torch.bool)
     emb, index = image_embeddings(ctx, gallery_ds)
     position = {p: j for j, p in enumerate(index)}
-    missing = [r for r in gallery_rows if r not in position]
-    if missing:
-        log.warning("drafting: %d gallery row(s) failed to load and are left out", len(missing))
-    scores = torch.full((queries.shape[0], len(gallery_rows)), float("-inf"))
-    kept = [j for j, r in enumerate(gallery_rows) if r in position]
-    scores[:, kept] = queries @ emb[[position[gallery_rows[j]] for j in kept]].T
-    return scores
+    ok = torch.tensor([r in position for r in gallery_rows], dtype=torch.bool)
+    if not bool(ok.all()):
+        log.warning("drafting: %d gallery row(s) failed to load and are left out", int((~ok).sum()))
+    rows = torch.zeros(len(gallery_rows), emb.shape[1], dtype=emb.dtype)
+    kept = ok.nonzero().flatten()
+    rows[kept] = emb[[position[gallery_rows[int(j)]] for j in kept]]
+    return rows, ok
 
 
 @EVAL_TASKS.register("drafting")
@@ -324,12 +324,13 @@ def drafting(
     order = central_order(gallery)
     chunks: list[dict[str, Tensor]] = []
     blocked_any = torch.zeros(len(gallery_rows), dtype=torch.bool)
+    row_emb, row_ok = _row_embeddings(ctx, mode, gallery, gallery_ds, gallery_rows)
     for start in range(0, len(index), _QUERY_CHUNK):
         sl = slice(start, start + _QUERY_CHUNK)
         blocked = blocked_rows(gallery, cases[sl], files[sl])
         blocked_any |= blocked.any(0)
-        scores = text_scores(_row_scores(ctx, mode, queries[sl], gallery, gallery_ds, gallery_rows), blocked,
-                             gallery.row_text, len(gallery.texts))
+        row_scores = (queries[sl] @ row_emb.T).masked_fill(~row_ok, float("-inf"))
+        scores = text_scores(row_scores, blocked, gallery.row_text, len(gallery.texts))
         best = torch.topk(scores, top_k, dim=1)
         allowed = torch.isfinite(text_scores(torch.zeros(blocked.shape), blocked, gallery.row_text, len(gallery.texts)))
         free = [(~b).nonzero().flatten().numpy() for b in blocked]
